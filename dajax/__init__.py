@@ -1,0 +1,3 @@
+"""dajax: Depth Anything in JAX/Flax."""
+
+__version__ = "0.1.0"

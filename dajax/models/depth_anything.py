@@ -1,0 +1,93 @@
+"""Depth Anything = DINOv2 encoder (`pretrained`) + DPT head (`depth_head`)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dajax.models.config import ModelConfig
+from dajax.models.dinov2 import DinoVisionTransformer
+from dajax.models.dpt import DPTHead
+from dajax.models.variants import PATCH_SIZE
+
+Dtype = jnp.dtype | type
+
+
+class DepthAnything(nn.Module):
+    """Monocular depth network.
+
+    Attributes:
+      config: the architecture (see `ModelConfig`).
+      dtype: compute dtype (float32 or bfloat16); outputs are returned in float32.
+      param_dtype: parameter storage dtype.
+      remat: recompute encoder blocks in the backward pass (saves activation memory).
+    """
+
+    config: ModelConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self):
+        c = self.config
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        self.pretrained = DinoVisionTransformer(
+            dim=c.dim,
+            depth=c.depth,
+            heads=c.heads,
+            ffn=c.ffn,
+            mlp_ratio=c.mlp_ratio,
+            pretrain_grid=c.pretrain_grid,
+            pos_embed_mode=c.pos_embed,
+            remat=self.remat,
+            **kw,
+        )
+        self.depth_head = DPTHead(c.features, c.out_channels, c.head, **kw)
+
+    def __call__(self, x: jnp.ndarray, return_features: bool = False):
+        """Predicts depth.
+
+        Args:
+          x: [B, H, W, 3] float32 ImageNet-normalised RGB, H and W multiples of 14.
+          return_features: also return the final encoder patch features (for the student's
+            feature-alignment loss).
+
+        Returns:
+          depth [B, H, W] float32 — relative heads: disparity-like, >= 0, affine-invariant;
+          metric heads: metres in (0, max_depth). With `return_features`, a tuple
+          (depth, features [B, H/14 * W/14, C] float32).
+        """
+        c = self.config
+        grid = (x.shape[1] // PATCH_SIZE, x.shape[2] // PATCH_SIZE)
+        layers = tuple(c.layers)
+        if return_features and layers[-1] != c.depth - 1:
+            layers = layers + (c.depth - 1,)
+        outs = self.pretrained(x.astype(self.dtype), layers)
+        depth = self.depth_head([t for t, _ in outs[:4]], grid).astype(jnp.float32)
+        if c.head == "metric":
+            depth = depth * c.max_depth
+        if return_features:
+            return depth, outs[-1][0].astype(jnp.float32)
+        return depth
+
+    def encode(self, x: jnp.ndarray) -> jnp.ndarray:
+        """Final encoder patch features [B, H/14 * W/14, C] float32 (LayerNorm applied)."""
+        tokens, _ = self.pretrained(x.astype(self.dtype), (self.config.depth - 1,))[0]
+        return tokens.astype(jnp.float32)
+
+
+def init_params(model: DepthAnything, rng: jax.Array, image_size: int = 518) -> dict:
+    """Random parameters for `model` (DINOv2-style truncated normal, zero biases).
+
+    Returns the plain `params` pytree (no 'params' collection wrapper).
+    """
+    x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    return model.init(rng, x)["params"]
+
+
+def param_shapes(model: DepthAnything) -> dict:
+    """Shape/dtype tree of the params, without allocating them (`jax.eval_shape`)."""
+    x = jax.ShapeDtypeStruct((1, 2 * PATCH_SIZE, 2 * PATCH_SIZE, 3), np.float32)
+    return jax.eval_shape(lambda r, i: model.init(r, i), jax.random.key(0), x)["params"]

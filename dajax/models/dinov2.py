@@ -1,0 +1,230 @@
+"""DINOv2 ViT encoder (patch 14, cls token, LayerScale) as `flax.linen` modules.
+
+Module and parameter names follow the official `dinov2/models/vision_transformer.py`
+(`patch_embed.proj`, `blocks.{i}.attn.qkv`, `ls1.gamma`, `norm`, ...) with list indices written
+as `blocks_{i}`, so checkpoint conversion is a lookup table (see `dajax.weights.depth_anything`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dajax.models import resample
+from dajax.models.variants import PATCH_SIZE, swiglu_hidden
+
+Dtype = jnp.dtype | type
+_trunc02 = nn.initializers.truncated_normal(0.02)
+
+
+def _layer_norm(dtype: Dtype, param_dtype: Dtype, name: str) -> nn.LayerNorm:
+    # use_fast_variance=False computes E[(x - mean)^2] like PyTorch, not E[x^2] - mean^2.
+    return nn.LayerNorm(
+        epsilon=1e-6, use_fast_variance=False, dtype=dtype, param_dtype=param_dtype, name=name
+    )
+
+
+class LayerScale(nn.Module):
+    """Per-channel scale `x * gamma` (DINOv2 `ls1` / `ls2`)."""
+
+    dim: int
+    init_value: float = 1.0
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        gamma = self.param(
+            "gamma", nn.initializers.constant(self.init_value), (self.dim,), self.param_dtype
+        )
+        return x * gamma.astype(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`)."""
+
+    dim: int
+    heads: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        b, n, _ = x.shape
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=_trunc02)
+        qkv = nn.Dense(3 * self.dim, name="qkv", **dense)(x)
+        qkv = qkv.reshape(b, n, 3, self.heads, self.dim // self.heads)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        out = jax.nn.dot_product_attention(q, k, v)  # scale head_dim ** -0.5
+        return nn.Dense(self.dim, name="proj", **dense)(out.reshape(b, n, self.dim))
+
+
+class Mlp(nn.Module):
+    """GELU (exact erf) MLP `fc1 -> gelu -> fc2`."""
+
+    dim: int
+    hidden: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=_trunc02)
+        x = nn.gelu(nn.Dense(self.hidden, name="fc1", **dense)(x), approximate=False)
+        return nn.Dense(self.dim, name="fc2", **dense)(x)
+
+
+class SwiGLU(nn.Module):
+    """DINOv2's fused SwiGLU FFN: `w12` gives [gate; value], out = w3(silu(gate) * value)."""
+
+    dim: int
+    hidden: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=_trunc02)
+        gate, value = jnp.split(nn.Dense(2 * self.hidden, name="w12", **dense)(x), 2, axis=-1)
+        return nn.Dense(self.dim, name="w3", **dense)(nn.silu(gate) * value)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: `x + ls1(attn(norm1(x)))`, `x + ls2(ffn(norm2(x)))`."""
+
+    dim: int
+    heads: int
+    ffn: str = "mlp"
+    mlp_ratio: float = 4.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        h = Attention(self.dim, self.heads, name="attn", **kw)(_layer_norm(name="norm1", **kw)(x))
+        x = x + LayerScale(self.dim, param_dtype=self.param_dtype, name="ls1")(h)
+        h = _layer_norm(name="norm2", **kw)(x)
+        if self.ffn == "swiglu":
+            h = SwiGLU(self.dim, swiglu_hidden(self.dim, self.mlp_ratio), name="mlp", **kw)(h)
+        else:
+            h = Mlp(self.dim, int(self.dim * self.mlp_ratio), name="mlp", **kw)(h)
+        return x + LayerScale(self.dim, param_dtype=self.param_dtype, name="ls2")(h)
+
+
+class PatchEmbed(nn.Module):
+    """14x14 stride-14 patchifying convolution (`patch_embed.proj`)."""
+
+    dim: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        """[B, H, W, 3] -> [B, H/14, W/14, dim]."""
+        return nn.Conv(
+            self.dim,
+            (PATCH_SIZE, PATCH_SIZE),
+            strides=PATCH_SIZE,
+            padding="VALID",
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="proj",
+        )(x)
+
+
+def interpolate_pos_embed(
+    pos_embed: jnp.ndarray, grid_hw: tuple[int, int], pretrain_grid: int, mode: str
+) -> jnp.ndarray:
+    """Resizes DINOv2's learned position embeddings to a patch grid.
+
+    Args:
+      pos_embed: [1, 1 + G*G, C] (cls first), G = `pretrain_grid`.
+      grid_hw: (h, w) patch grid of the input image.
+      pretrain_grid: G, 37 for the released models.
+      mode: 'official' — `interpolate(scale_factor=((h+0.1)/G, (w+0.1)/G), mode='bicubic')`,
+        as DINOv2 and Depth Anything do; 'hf' — `interpolate(size=(h, w))` as `transformers`.
+        Both return the table unchanged on the pretraining grid with a square image.
+
+    Returns:
+      [1, 1 + h*w, C] in float32 (resampled in float32 whatever the param dtype).
+    """
+    h, w = grid_hw
+    pos_embed = pos_embed.astype(jnp.float32)
+    if (h, w) == (pretrain_grid, pretrain_grid):
+        return pos_embed
+    cls_pos, patch_pos = pos_embed[:, :1], pos_embed[:, 1:]
+    grid = patch_pos.reshape(1, pretrain_grid, pretrain_grid, -1)
+    if mode == "official":
+        scale = ((h + 0.1) / pretrain_grid, (w + 0.1) / pretrain_grid)
+        grid = resample.resize_bicubic_by_scale(grid, scale)
+    else:
+        grid = resample.resize_bicubic_to_size(grid, (h, w))
+    return jnp.concatenate([cls_pos, grid.reshape(1, h * w, -1)], axis=1)
+
+
+class DinoVisionTransformer(nn.Module):
+    """DINOv2 ViT returning the normed outputs of selected blocks.
+
+    Attributes mirror `ModelConfig`; `remat` recomputes each block in the backward pass.
+    """
+
+    dim: int
+    depth: int
+    heads: int
+    ffn: str = "mlp"
+    mlp_ratio: float = 4.0
+    pretrain_grid: int = 37
+    pos_embed_mode: str = "official"
+    remat: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jnp.ndarray, layers: Sequence[int]
+    ) -> list[tuple[jnp.ndarray, jnp.ndarray]]:
+        """Runs the encoder.
+
+        Args:
+          x: [B, H, W, 3] ImageNet-normalised images, H and W multiples of 14.
+          layers: block indices whose outputs to return.
+
+        Returns:
+          For each index in `layers`, (patch tokens [B, h*w, C], cls token [B, C]) after the
+          final LayerNorm, with h, w = H/14, W/14.
+        """
+        b, height, width, _ = x.shape
+        if height % PATCH_SIZE or width % PATCH_SIZE:
+            raise ValueError(
+                f"input height and width must be multiples of {PATCH_SIZE}, got {height}x{width}"
+            )
+        gh, gw = height // PATCH_SIZE, width // PATCH_SIZE
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        tokens = PatchEmbed(self.dim, name="patch_embed", **kw)(x).reshape(b, gh * gw, self.dim)
+        cls_token = self.param(
+            "cls_token", nn.initializers.normal(1e-6), (1, 1, self.dim), self.param_dtype
+        )
+        pos_embed = self.param(
+            "pos_embed", _trunc02, (1, 1 + self.pretrain_grid**2, self.dim), self.param_dtype
+        )
+        # Unused at inference; kept so checkpoints round-trip (DINOv2 masked-image training).
+        self.param("mask_token", nn.initializers.zeros, (1, self.dim), self.param_dtype)
+        cls = jnp.broadcast_to(cls_token.astype(tokens.dtype), (b, 1, self.dim))
+        tokens = jnp.concatenate([cls, tokens], axis=1)
+        pos = interpolate_pos_embed(pos_embed, (gh, gw), self.pretrain_grid, self.pos_embed_mode)
+        tokens = tokens + pos.astype(tokens.dtype)
+
+        block_cls = nn.remat(Block) if self.remat else Block
+        norm = _layer_norm(name="norm", **kw)
+        wanted, outputs = set(layers), {}
+        for i in range(self.depth):
+            tokens = block_cls(
+                self.dim, self.heads, self.ffn, self.mlp_ratio, name=f"blocks_{i}", **kw
+            )(tokens)
+            if i in wanted:
+                normed = norm(tokens)
+                outputs[i] = (normed[:, 1:], normed[:, 0])
+        return [outputs[i] for i in layers]
