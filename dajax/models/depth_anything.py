@@ -23,12 +23,15 @@ class DepthAnything(nn.Module):
       dtype: compute dtype (float32 or bfloat16); outputs are returned in float32.
       param_dtype: parameter storage dtype.
       remat: recompute encoder blocks in the backward pass (saves activation memory).
+      attention: attention kernel, 'auto' | 'chunked' | 'xla' | 'cudnn'
+        (see `dajax.models.dinov2.scaled_dot_product_attention`).
     """
 
     config: ModelConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     remat: bool = False
+    attention: str = "auto"
 
     def setup(self):
         c = self.config
@@ -42,6 +45,7 @@ class DepthAnything(nn.Module):
             pretrain_grid=c.pretrain_grid,
             pos_embed_mode=c.pos_embed,
             remat=self.remat,
+            attention=self.attention,
             **kw,
         )
         self.depth_head = DPTHead(c.features, c.out_channels, c.head, **kw)

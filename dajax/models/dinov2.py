@@ -42,11 +42,62 @@ class LayerScale(nn.Module):
         return x * gamma.astype(x.dtype)
 
 
+ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn")
+QUERY_BLOCK = 256  # query rows per chunk: keeps a [heads, 256, N] score block in cache on CPU
+
+
+def _softmax_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+    """softmax(q k^T / sqrt(d)) v over [B, heads, N, d]; scores and softmax in float32."""
+    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+    s = jnp.matmul(q * scale, jnp.swapaxes(k, -1, -2)).astype(jnp.float32)
+    e = jnp.exp(s - s.max(axis=-1, keepdims=True))
+    return jnp.matmul((e / e.sum(axis=-1, keepdims=True)).astype(v.dtype), v)
+
+
+def _chunked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+    """`_softmax_attention` over blocks of `QUERY_BLOCK` queries (`lax.map`).
+
+    Exact (each query row's softmax is independent). On memory-bound CPUs the [N, N] score
+    matrix never leaves the cache, which makes ViT-S at 518 px ~1.4x faster than one block.
+    """
+    n = q.shape[2]
+    if n <= QUERY_BLOCK:
+        return _softmax_attention(q, k, v)
+    pad = -n % QUERY_BLOCK
+    qb = jnp.pad(q, ((0, 0), (0, 0), (0, pad), (0, 0)))
+    qb = jnp.moveaxis(qb.reshape(*q.shape[:2], -1, QUERY_BLOCK, q.shape[3]), 2, 0)
+    out = jax.lax.map(lambda block: _softmax_attention(block, k, v), qb)
+    return jnp.moveaxis(out, 0, 2).reshape(*q.shape[:2], n + pad, q.shape[3])[:, :, :n]
+
+
+def scaled_dot_product_attention(
+    q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, impl: str = "auto"
+) -> jnp.ndarray:
+    """Multi-head attention core over [B, heads, N, d] arrays.
+
+    Args:
+      impl: 'chunked' (query-blocked, fastest on CPU), 'xla' (`jax.nn.dot_product_attention`),
+        'cudnn' (its cuDNN flash kernel, GPU only), or 'auto' ('chunked' on CPU, else 'xla').
+    """
+    if impl == "auto":
+        impl = "chunked" if jax.default_backend() == "cpu" else "xla"
+    if impl == "chunked":
+        return _chunked_attention(q, k, v)
+    if impl in ("xla", "cudnn"):
+        t = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, N, heads, d] for jax.nn
+        out = jax.nn.dot_product_attention(
+            t(q), t(k), t(v), implementation=None if impl == "xla" else "cudnn"
+        )
+        return t(out)
+    raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`)."""
 
     dim: int
     heads: int
+    impl: str = "auto"  # see scaled_dot_product_attention
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -56,8 +107,8 @@ class Attention(nn.Module):
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=_trunc02)
         qkv = nn.Dense(3 * self.dim, name="qkv", **dense)(x)
         qkv = qkv.reshape(b, n, 3, self.heads, self.dim // self.heads)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        out = jax.nn.dot_product_attention(q, k, v)  # scale head_dim ** -0.5
+        q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # [B, heads, N, hd]
+        out = scaled_dot_product_attention(q, k, v, self.impl).transpose(0, 2, 1, 3)
         return nn.Dense(self.dim, name="proj", **dense)(out.reshape(b, n, self.dim))
 
 
@@ -98,13 +149,15 @@ class Block(nn.Module):
     heads: int
     ffn: str = "mlp"
     mlp_ratio: float = 4.0
+    attention: str = "auto"  # see scaled_dot_product_attention
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        h = Attention(self.dim, self.heads, name="attn", **kw)(_layer_norm(name="norm1", **kw)(x))
+        attn = Attention(self.dim, self.heads, self.attention, name="attn", **kw)
+        h = attn(_layer_norm(name="norm1", **kw)(x))
         x = x + LayerScale(self.dim, param_dtype=self.param_dtype, name="ls1")(h)
         h = _layer_norm(name="norm2", **kw)(x)
         if self.ffn == "swiglu":
@@ -168,7 +221,8 @@ def interpolate_pos_embed(
 class DinoVisionTransformer(nn.Module):
     """DINOv2 ViT returning the normed outputs of selected blocks.
 
-    Attributes mirror `ModelConfig`; `remat` recomputes each block in the backward pass.
+    Attributes mirror `ModelConfig`; `remat` recomputes each block in the backward pass;
+    `attention` picks the attention kernel (`scaled_dot_product_attention`).
     """
 
     dim: int
@@ -179,6 +233,7 @@ class DinoVisionTransformer(nn.Module):
     pretrain_grid: int = 37
     pos_embed_mode: str = "official"
     remat: bool = False
+    attention: str = "auto"
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 

@@ -6,19 +6,29 @@ import numpy as np
 import torch
 from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
+from dajax.models import ModelConfig
+
 TINY_DIM = 128  # head_dim 64 like every released DINOv2, so heads = dim / 64 is inferable
 TINY_DEPTH = 4
 
 
 def tiny_depth_anything(
-    *, swiglu: bool = False, metric: bool = False, max_depth: int = 20, seed: int = 0,
+    *,
+    swiglu: bool = False,
+    metric: bool = False,
+    max_depth: int = 20,
+    seed: int = 0,
+    depth: int = TINY_DEPTH,
     out_indices=(1, 2, 3, 4),
 ) -> DepthAnythingForDepthEstimation:
-    """A 4-block, 128-wide Depth Anything with every tensor randomised (eval mode, float32)."""
+    """A 128-wide Depth Anything with every tensor randomised (eval mode, float32).
+
+    `out_indices` count the embeddings as 0, as in transformers (block i is index i + 1).
+    """
     torch.manual_seed(seed)
     backbone = Dinov2Config(
         hidden_size=TINY_DIM,
-        num_hidden_layers=TINY_DEPTH,
+        num_hidden_layers=depth,
         num_attention_heads=TINY_DIM // 64,
         image_size=98,  # a 7x7 pretraining grid
         patch_size=14,
@@ -60,3 +70,41 @@ def hf_depth(model, images_nhwc: np.ndarray) -> np.ndarray:
 def hf_state_dict(model) -> dict[str, np.ndarray]:
     """The model's tensors as numpy, in transformers' in-memory names."""
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def tiny_dinov2(seed: int = 0):
+    """A 128-wide, 4-block transformers `Dinov2Model` with randomised tensors."""
+    from transformers import Dinov2Model
+
+    torch.manual_seed(seed)
+    config = Dinov2Config(
+        hidden_size=TINY_DIM,
+        num_hidden_layers=TINY_DEPTH,
+        num_attention_heads=TINY_DIM // 64,
+        image_size=98,
+        patch_size=14,
+        layerscale_value=1.0,
+    )
+    model = Dinov2Model(config).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            std = 0.02 if "embeddings" in name else 0.2 / max(1.0, np.sqrt(p[0].numel()))
+            p.copy_(torch.randn(p.shape, generator=gen) * std + (1.0 if "lambda1" in name else 0))
+    return model
+
+
+def tiny_config(**changes) -> ModelConfig:
+    """The dajax `ModelConfig` of `tiny_depth_anything()` (defaults) / `tiny_dinov2()`."""
+    base = ModelConfig(
+        encoder="custom",
+        version="v1",
+        dim=TINY_DIM,
+        depth=TINY_DEPTH,
+        heads=TINY_DIM // 64,
+        layers=(0, 1, 2, 3),
+        features=32,
+        out_channels=(16, 32, 64, 64),
+        pretrain_grid=7,
+    )
+    return base.replace(**changes)

@@ -1,0 +1,80 @@
+"""Architecture facts of the Flax Depth Anything model (SPEC §1-2)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hf_oracle import tiny_config
+
+from dajax.models import DepthAnything, ModelConfig, init_params, param_shapes
+
+
+def _count(config):
+    return sum(x.size for x in jax.tree.leaves(param_shapes(DepthAnything(config))))
+
+
+@pytest.mark.parametrize(
+    "encoder, millions", [("vits", 24.8), ("vitb", 97.5), ("vitl", 335.3), ("vitg", 1258.1)]
+)
+def test_parameter_counts_match_the_reference(encoder, millions):
+    config = ModelConfig.from_variant(encoder, "v2")
+    f = config.features
+    unused = 2 * (9 * f * f + f)  # refinenet4.resConfUnit1 is in the .pth but never used
+    assert round((_count(config) + unused) / 1e6, 1) == millions
+
+
+def test_v1_uses_last_four_blocks_and_v2_fixed_indices():
+    assert ModelConfig.from_variant("vitl", "v1").layers == (20, 21, 22, 23)
+    assert ModelConfig.from_variant("vitl", "v2").layers == (4, 11, 17, 23)
+    assert ModelConfig.from_variant("vitg", "v2").layers == (9, 19, 29, 39)
+    with pytest.raises(ValueError, match="V1 has no vitg"):
+        ModelConfig.from_variant("vitg", "v1")
+
+
+def test_output_shape_dtype_and_features():
+    config = tiny_config()
+    model = DepthAnything(config)
+    params = init_params(model, jax.random.key(0), 98)
+    x = jnp.ones((2, 56, 84, 3))
+    depth, feats = model.apply({"params": params}, x, return_features=True)
+    assert depth.shape == (2, 56, 84) and depth.dtype == jnp.float32
+    assert feats.shape == (2, 4 * 6, config.dim)
+    assert float(depth.min()) >= 0.0  # relative head ends in ReLU
+    np.testing.assert_allclose(
+        feats, model.apply({"params": params}, x, method="encode"), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_metric_head_is_bounded_by_max_depth():
+    config = tiny_config(head="metric", max_depth=10.0)
+    model = DepthAnything(config)
+    params = init_params(model, jax.random.key(1), 98)
+    depth = model.apply({"params": params}, jax.random.normal(jax.random.key(2), (1, 42, 42, 3)))
+    assert float(depth.min()) > 0.0 and float(depth.max()) < 10.0
+
+
+def test_bfloat16_compute_tracks_float32():
+    config = tiny_config(head="metric", max_depth=10.0)
+    params = init_params(DepthAnything(config), jax.random.key(3), 98)
+    x = jax.random.normal(jax.random.key(4), (1, 70, 70, 3))
+    ref = DepthAnything(config).apply({"params": params}, x)
+    out = DepthAnything(config, dtype=jnp.bfloat16).apply({"params": params}, x)
+    assert out.dtype == jnp.float32
+    assert float(jnp.abs(out - ref).max()) < 0.05 * 10.0
+
+
+def test_input_not_multiple_of_patch_is_a_clear_error():
+    model = DepthAnything(tiny_config())
+    with pytest.raises(ValueError, match="multiples of 14"):
+        model.init(jax.random.key(0), jnp.ones((1, 50, 56, 3)))
+
+
+def test_config_validation_and_json_round_trip():
+    config = ModelConfig.from_variant("vitb", "v1")
+    assert ModelConfig.from_dict(json.loads(config.to_json())) == config
+    with pytest.raises(ValueError, match="max_depth"):
+        ModelConfig.from_variant("vits", "v2", head="metric")
+    with pytest.raises(ValueError, match="unknown ModelConfig fields"):
+        ModelConfig.from_dict({"encoder": "vits", "bogus": 1})
