@@ -22,7 +22,7 @@ import numpy as np
 
 from dajax.models import DepthAnything, ModelConfig
 from dajax.models.resample import resize_bilinear
-from dajax.preprocess import network_size, preprocess
+from dajax.preprocess import check_image, network_size, preprocess
 from dajax.weights.pretrained import load_depth_anything
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -106,6 +106,7 @@ class DepthEstimator:
         """
         buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, image in enumerate(images):
+            check_image(image)
             buckets[network_size(*image.shape[:2], self.input_size)].append(i)
         results: list[np.ndarray | None] = [None] * len(images)
         for indices in buckets.values():

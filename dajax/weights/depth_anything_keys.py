@@ -41,7 +41,7 @@ _HF_RENAMES: tuple[tuple[str, str], ...] = (
     (r"^head\.conv2\.", "depth_head.scratch.output_conv2.0."),
     (r"^head\.conv3\.", "depth_head.scratch.output_conv2.2."),
 )
-_HF_QKV = re.compile(r"^(.*)\.attention\.(?:attention\.)?(query|key|value|q_proj|k_proj|v_proj)\.")
+_HF_QKV = re.compile(r"^(.*?)\.attention\.(?:attention\.)?(query|key|value|q_proj|k_proj|v_proj)\.")
 _HF_SWIGLU_SPLIT = re.compile(r"^(.*)\.mlp\.(gate_proj|up_proj)\.")
 _HF_NECK_CONV = re.compile(r"^neck\.convs\.(\d)\.")
 _HF_FUSION = re.compile(r"^neck\.fusion_stage\.layers\.(\d)\.")

@@ -1,0 +1,92 @@
+"""`DepthEstimator` and the official preprocessing / post-processing rules (SPEC §4)."""
+
+import jax
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hf_oracle import tiny_config
+
+from dajax.inference import DepthEstimator
+from dajax.models import DepthAnything, init_params
+from dajax.preprocess import network_size, preprocess
+
+
+@pytest.mark.parametrize(
+    "hw, expect",
+    [
+        ((480, 640), (518, 686)),  # height reaches 518, width keeps the aspect: 690.7 -> 686
+        ((1000, 500), (1036, 518)),
+        ((518, 518), (518, 518)),
+        ((100, 3000), (518, 15540)),
+        ((375, 1242), (518, 1722)),  # KITTI: 1715.6 rounds to 1722 (123 x 14)
+    ],
+)
+def test_network_size_lower_bound_multiple_of_14(hw, expect):
+    assert network_size(*hw) == expect
+
+
+def test_rounding_never_drops_below_the_bound():
+    # 519 / 14 = 37.07 rounds to 37 * 14 = 518 (< 519): the official rule takes ceil instead.
+    assert network_size(519, 519, input_size=519) == (532, 532)
+
+
+def test_preprocess_normalises_with_imagenet_statistics():
+    image = np.full((20, 30, 3), (124, 116, 104), np.uint8)  # ~ the ImageNet mean
+    x = preprocess(image, input_size=28)
+    assert x.shape == (28, 42, 3) and x.dtype == np.float32
+    expect = (np.array([124, 116, 104]) / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(x, np.broadcast_to(expect, x.shape), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def estimators():
+    out = {}
+    for version in ("v1", "v2"):
+        config = tiny_config(version=version)
+        params = init_params(DepthAnything(config), jax.random.key(0), 98)
+        params["depth_head"]["output_conv2_2"]["bias"] = np.ones(1, np.float32)
+        out[version] = DepthEstimator(config, params, input_size=56)
+    return out
+
+
+@pytest.mark.parametrize("version, align_corners", [("v1", False), ("v2", True)])
+def test_output_is_resized_back_as_each_reference_does(estimators, version, align_corners):
+    est = estimators[version]
+    image = np.random.RandomState(0).randint(0, 256, (45, 61, 3), np.uint8)
+    depth = est(image)
+    assert depth.shape == (45, 61) and depth.dtype == np.float32
+    net = np.array(est.forward(preprocess(image, 56)[None]))
+    ref = F.interpolate(
+        torch.from_numpy(net)[:, None], (45, 61), mode="bilinear", align_corners=align_corners
+    )[0, 0].numpy()
+    np.testing.assert_allclose(depth, ref, atol=1e-5 * max(1.0, np.abs(ref).max()))
+
+
+def test_batch_of_mixed_sizes_equals_single_calls(estimators):
+    est = estimators["v2"]
+    rng = np.random.RandomState(1)
+    images = [rng.randint(0, 256, hw + (3,), np.uint8) for hw in [(30, 40), (50, 20), (30, 40)]]
+    batch = est.batch(images, batch_size=2)
+    assert [d.shape for d in batch] == [(30, 40), (50, 20), (30, 40)]
+    for image, depth in zip(images, batch, strict=True):
+        np.testing.assert_allclose(depth, est(image), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((10, 10), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+        np.zeros((0, 10, 3), np.uint8),
+        [[1, 2, 3]],
+    ],
+)
+def test_bad_images_are_clear_errors(estimators, bad):
+    with pytest.raises(ValueError, match="RGB uint8|numpy array|non-empty"):
+        estimators["v2"](bad)
+
+
+def test_forward_rejects_wrong_layout(estimators):
+    with pytest.raises(ValueError, match=r"\[B, H, W, 3\]"):
+        estimators["v2"].forward(np.zeros((1, 3, 56, 56), np.float32))
