@@ -1,0 +1,97 @@
+"""Depth maps as pictures: normalisation, colormaps, side-by-side layout, video-stable ranges.
+
+The official V1 `run.py` colours min-max normalised depth with OpenCV's INFERNO map and V2
+with matplotlib's `Spectral_r`; both place the image and the depth side by side with a 50 px
+white gap.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+CMAPS = ("inferno", "spectral_r", "gray")
+GAP = 50
+
+
+class DepthRange:
+    """A flicker-free value range for a sequence of depth maps (video).
+
+    Each frame's robust range (`low`/`high` percentiles) updates an exponential moving average,
+    so a value keeps (almost) the same colour from frame to frame, unlike per-frame min-max.
+
+    Args:
+      low, high: percentiles of each frame that define its range.
+      momentum: weight of the running range per update (0 = per-frame ranges).
+    """
+
+    def __init__(self, low: float = 2.0, high: float = 98.0, momentum: float = 0.9):
+        self.low, self.high, self.momentum = low, high, momentum
+        self.lo: float | None = None
+        self.hi: float | None = None
+
+    def update(self, depth: np.ndarray) -> None:
+        """Folds one [H, W] map's finite values into the running range."""
+        finite = depth[np.isfinite(depth)]
+        if finite.size == 0:
+            return
+        lo, hi = np.percentile(finite, [self.low, self.high])
+        if self.lo is None:
+            self.lo, self.hi = float(lo), float(hi)
+        else:
+            m = self.momentum
+            self.lo = m * self.lo + (1 - m) * float(lo)
+            self.hi = m * self.hi + (1 - m) * float(hi)
+
+
+def normalize_depth(depth: np.ndarray, value_range: DepthRange | None = None) -> np.ndarray:
+    """Maps depth to [0, 1].
+
+    Args:
+      depth: [H, W] float, any units; NaN/Inf become 0.
+      value_range: a `DepthRange` (video), or None for the map's own min-max.
+
+    Returns:
+      [H, W] float32 in [0, 1]; a constant map gives zeros.
+    """
+    d = np.where(np.isfinite(depth), depth, np.nan).astype(np.float64)
+    if value_range is not None and value_range.lo is not None:
+        lo, hi = value_range.lo, value_range.hi
+    elif np.isnan(d).all():
+        return np.zeros(depth.shape, np.float32)
+    else:
+        lo, hi = np.nanmin(d), np.nanmax(d)
+    scaled = (d - lo) / (hi - lo) if hi > lo else np.zeros_like(d)
+    return np.nan_to_num(np.clip(scaled, 0.0, 1.0), nan=0.0).astype(np.float32)
+
+
+@functools.cache
+def _lut(cmap: str) -> np.ndarray:
+    """[256, 3] uint8 RGB lookup table."""
+    levels = np.arange(256, dtype=np.uint8)
+    if cmap == "inferno":
+        return cv2.applyColorMap(levels[:, None], cv2.COLORMAP_INFERNO)[:, 0, ::-1].copy()
+    if cmap == "spectral_r":
+        import matplotlib
+
+        rgba = matplotlib.colormaps["Spectral_r"](levels)
+        return (rgba[:, :3] * 255).astype(np.uint8)
+    if cmap == "gray":
+        return np.repeat(levels[:, None], 3, axis=1)
+    raise ValueError(f"unknown colormap {cmap!r}; expected one of {CMAPS}")
+
+
+def colorize(depth01: np.ndarray, cmap: str = "inferno") -> np.ndarray:
+    """[H, W] values in [0, 1] -> [H, W, 3] uint8 RGB through a 256-level colormap."""
+    index = (np.clip(depth01, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return _lut(cmap)[index]
+
+
+def side_by_side(image: np.ndarray, depth_rgb: np.ndarray, gap: int = GAP) -> np.ndarray:
+    """[H, W, 3] image and [H, W, 3] depth -> [H, 2W + gap, 3] uint8 with a white gap."""
+    if image.shape != depth_rgb.shape:
+        raise ValueError(f"image {image.shape} and depth {depth_rgb.shape} differ in shape")
+    white = np.full((image.shape[0], gap, 3), 255, np.uint8)
+    return np.concatenate([image, white, depth_rgb], axis=1)

@@ -1,0 +1,51 @@
+"""Colormaps, normalisation and layout of depth pictures."""
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+
+from dajax.visualize import DepthRange, colorize, normalize_depth, side_by_side
+
+
+def test_inferno_matches_opencv_and_spectral_matches_matplotlib():
+    ramp = np.linspace(0, 1, 256, dtype=np.float32)[None]
+    levels = (ramp * 255).astype(np.uint8)
+    np.testing.assert_array_equal(
+        colorize(ramp, "inferno"), cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO)[:, :, ::-1]
+    )
+    expect = (matplotlib.colormaps["Spectral_r"](levels)[..., :3] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(colorize(ramp, "spectral_r"), expect)
+    with pytest.raises(ValueError, match="unknown colormap"):
+        colorize(ramp, "jet")
+
+
+def test_normalisation_is_min_max_and_safe():
+    d = np.array([[1.0, 3.0], [np.nan, np.inf]])
+    np.testing.assert_array_equal(normalize_depth(d), [[0.0, 1.0], [0.0, 0.0]])
+    assert not normalize_depth(np.full((3, 3), 7.0)).any()
+    assert not normalize_depth(np.full((2, 2), np.nan)).any()
+
+
+def test_side_by_side_has_a_white_gap():
+    image = np.zeros((4, 5, 3), np.uint8)
+    depth = np.full((4, 5, 3), 9, np.uint8)
+    out = side_by_side(image, depth, gap=3)
+    assert out.shape == (4, 13, 3)
+    assert (out[:, 5:8] == 255).all() and (out[:, :5] == 0).all() and (out[:, 8:] == 9).all()
+
+
+def test_video_range_keeps_colours_stable_across_frames():
+    rng = np.random.RandomState(0)
+    value_range = DepthRange(momentum=0.9)
+    colours = []
+    for t in range(30):
+        frame = rng.uniform(0, 10, (16, 16)) * (1 + 0.3 * np.sin(t))  # range changes per frame
+        frame[0, 0] = 5.0
+        value_range.update(frame)
+        colours.append(normalize_depth(frame, value_range)[0, 0])
+    assert np.ptp(colours[10:]) < 0.1  # the same value keeps ~the same colour
+    per_frame = [
+        normalize_depth(rng.uniform(0, 10 * (1 + 0.3 * np.sin(t)), (16, 16))) for t in range(2)
+    ]
+    assert per_frame[0].max() == per_frame[1].max() == 1.0  # per-frame min-max re-stretches

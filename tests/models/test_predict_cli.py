@@ -1,0 +1,114 @@
+"""`python -m dajax.predict` end to end on a tiny converted checkpoint."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from hf_oracle import tiny_depth_anything
+
+from dajax import convert, predict
+from dajax.io.depth_png import read_depth_png16
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("w")
+    tiny_depth_anything().save_pretrained(root / "hf")
+    assert convert.main([str(root / "hf" / "model.safetensors"), str(root / "ckpt")]) == 0
+    return str(root / "ckpt")
+
+
+def test_folder_with_a_corrupt_file(tmp_path, weights, capsys):
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    cv2.imwrite(str(inputs / "a.png"), rng.randint(0, 256, (30, 40, 3), np.uint8))
+    cv2.imwrite(str(inputs / "sub" / "b.jpg"), rng.randint(0, 256, (25, 20, 3), np.uint8))
+    (inputs / "broken.png").write_bytes(b"\x89PNG garbage")
+    out = tmp_path / "out"
+    code = predict.main(
+        [
+            "--weights",
+            weights,
+            "--input",
+            str(inputs),
+            "--outdir",
+            str(out),
+            "--input-size",
+            "42",
+            "--save-npy",
+            "--save-png16",
+        ]
+    )
+    assert code == 1  # one file failed, the rest were written
+    assert "broken.png" in capsys.readouterr().err
+    side = cv2.imread(str(out / "a.png"))
+    assert side.shape == (30, 2 * 40 + 50, 3)
+    depth = np.load(out / "a.npy")
+    assert depth.shape == (30, 40) and depth.dtype == np.float32
+    assert np.load(out / "b.npy").shape == (25, 20)
+    np.testing.assert_allclose(
+        read_depth_png16(out / "a_16.png"), depth, atol=np.ptp(depth) / 65535 + 1e-7
+    )
+    assert json.loads((out / "a_16.json").read_text())["quantity"].startswith("disparity")
+
+
+def test_pred_only_grayscale_and_list_file(tmp_path, weights):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.full((28, 28, 3), 90, np.uint8))
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{img}\n")
+    code = predict.main(
+        [
+            "--weights",
+            weights,
+            "--input",
+            str(listing),
+            "--outdir",
+            str(tmp_path / "o"),
+            "--input-size",
+            "28",
+            "--pred-only",
+            "--grayscale",
+        ]
+    )
+    assert code == 0
+    out = cv2.imread(str(tmp_path / "o" / "x.png"))
+    assert out.shape == (28, 28, 3) and (out[..., 0] == out[..., 1]).all()
+
+
+def test_video_writes_a_depth_video(tmp_path, weights):
+    from dajax.io.video import VideoReader, VideoWriter
+
+    with VideoWriter(tmp_path / "clip.avi", 5, (42, 28)) as w:
+        for i in range(3):
+            w.write(np.full((28, 42, 3), 40 * i, np.uint8))
+    code = predict.main(
+        [
+            "--weights",
+            weights,
+            "--input",
+            str(tmp_path / "clip.avi"),
+            "--video",
+            "--outdir",
+            str(tmp_path / "v"),
+            "--input-size",
+            "28",
+        ]
+    )
+    assert code == 0
+    with VideoReader(tmp_path / "v" / "clip_depth.mp4") as r:
+        assert (r.width, r.height) == (2 * 42 + 50, 28) and len(list(r)) == 3
+
+
+def test_missing_weights_explain_where_to_get_them(tmp_path, capsys):
+    assert predict.main(["--input", "x.png", "--outdir", str(tmp_path)]) == 2
+    assert "huggingface.co/depth-anything" in capsys.readouterr().err
+    assert (
+        predict.main(
+            ["--weights", str(tmp_path / "nope.pth"), "--input", "x.png", "--outdir", str(tmp_path)]
+        )
+        == 2
+    )
+    assert "no such checkpoint" in capsys.readouterr().err
