@@ -55,19 +55,26 @@ def _softmax_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.nd
 
 
 def _chunked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
-    """`_softmax_attention` over blocks of `QUERY_BLOCK` queries (`lax.map`).
+    """`_softmax_attention` per image and per block of `QUERY_BLOCK` queries (`lax.map`).
 
-    Exact (each query row's softmax is independent). On memory-bound CPUs the [N, N] score
-    matrix never leaves the cache, which makes ViT-S at 518 px ~1.4x faster than one block.
+    Exact (each query row's softmax is independent). On memory-bound CPUs a [heads, block, N]
+    score tile stays in cache instead of streaming a [B, heads, N, N] tensor through memory,
+    which makes ViT-S at 518 px ~1.4x faster.
     """
     n = q.shape[2]
     if n <= QUERY_BLOCK:
         return _softmax_attention(q, k, v)
     pad = -n % QUERY_BLOCK
-    qb = jnp.pad(q, ((0, 0), (0, 0), (0, pad), (0, 0)))
-    qb = jnp.moveaxis(qb.reshape(*q.shape[:2], -1, QUERY_BLOCK, q.shape[3]), 2, 0)
-    out = jax.lax.map(lambda block: _softmax_attention(block, k, v), qb)
-    return jnp.moveaxis(out, 0, 2).reshape(*q.shape[:2], n + pad, q.shape[3])[:, :, :n]
+
+    def one_image(qkv):
+        qi, ki, vi = qkv  # [heads, N, d]
+        blocks = jnp.pad(qi, ((0, 0), (0, pad), (0, 0))).reshape(
+            qi.shape[0], -1, QUERY_BLOCK, qi.shape[2]
+        )
+        out = jax.lax.map(lambda b: _softmax_attention(b, ki, vi), jnp.moveaxis(blocks, 1, 0))
+        return jnp.moveaxis(out, 0, 1).reshape(qi.shape[0], n + pad, qi.shape[2])[:, :n]
+
+    return jax.lax.map(one_image, (q, k, v))
 
 
 def scaled_dot_product_attention(
