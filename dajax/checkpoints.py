@@ -69,3 +69,53 @@ def load_inference_params(
         )
         params = ckptr.restore(params_dir, abstract)
     return config, params
+
+
+class TrainCheckpointer:
+    """Composite training checkpoints: train state + input-pipeline iterator state.
+
+    Saves are asynchronous; `max_to_keep` recent steps are kept. The iterator (a grain
+    `DatasetIterator`, or anything with `get_state`/`set_state`) is saved beside the state so a
+    resumed run sees exactly the batches an uninterrupted one would have.
+
+    Args:
+      directory: where step folders go (created).
+      save_every: steps between periodic saves.
+      max_to_keep: how many recent checkpoints survive.
+    """
+
+    def __init__(self, directory: str | os.PathLike, save_every: int, max_to_keep: int = 3):
+        import grain
+
+        self._grain = grain
+        options = ocp.CheckpointManagerOptions(
+            save_interval_steps=save_every, max_to_keep=max_to_keep, create=True
+        )
+        self.manager = ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
+
+    def latest_step(self) -> int | None:
+        """The newest saved step, or None."""
+        return self.manager.latest_step()
+
+    def save(self, step: int, state, data_iterator=None, *, force: bool = False) -> bool:
+        """Saves when `step` is due (or `force`); returns whether a save started."""
+        items = {"state": ocp.args.StandardSave(state)}
+        if data_iterator is not None:
+            items["data"] = self._grain.checkpoint.CheckpointSave(data_iterator)
+        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+    def restore(self, step: int, abstract_state, data_iterator=None):
+        """Restores the state onto `abstract_state`'s shardings (and the iterator in place)."""
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            items["data"] = self._grain.checkpoint.CheckpointRestore(data_iterator)
+        return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
+
+    def wait(self) -> None:
+        """Blocks until pending asynchronous saves are on disk."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for saves and releases the manager."""
+        self.manager.wait_until_finished()
+        self.manager.close()

@@ -1,0 +1,65 @@
+"""Process-level runtime setup: multi-host initialisation, logging, compilation cache.
+
+Called once by `python -m dajax.main` before any JAX backend use. Tests and library users who
+import dajax modules directly never go through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+
+log = logging.getLogger("dajax")
+
+
+
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    compilation_cache: str | None = None,
+) -> None:
+    """Starts JAX's multi-controller runtime when the environment asks for it.
+
+    Explicit arguments (or `DAJAX_COORDINATOR`, `DAJAX_NUM_PROCESSES`, `DAJAX_PROCESS_ID`) win;
+    otherwise `jax.distributed.initialize()` auto-detects Slurm, Open MPI and TPU pods when
+    their variables are set; a plain single process needs nothing. On CPU, multi-process runs
+    use gloo collectives.
+    """
+    coordinator = coordinator or os.environ.get("DAJAX_COORDINATOR")
+    num_processes = num_processes or _env_int("DAJAX_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else _env_int("DAJAX_PROCESS_ID")
+    if compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", compilation_cache)
+    if coordinator:
+        if os.environ.get("JAX_PLATFORMS", "") == "cpu":
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    elif _looks_multiprocess():
+        jax.distributed.initialize()
+    setup_logging()
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def _looks_multiprocess() -> bool:
+    """Slurm / Open MPI with more than one task, or a multi-worker TPU pod."""
+    tasks = max(_env_int("SLURM_NTASKS") or 1, _env_int("OMPI_COMM_WORLD_SIZE") or 1)
+    return tasks > 1 or "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def setup_logging() -> None:
+    """INFO logs on process 0, warnings only elsewhere, each line tagged with the process."""
+    level = logging.INFO if jax.process_index() == 0 else logging.WARNING
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s [p{jax.process_index()}] %(levelname)s %(message)s",
+        force=True,
+    )
+    for noisy in ("absl", "jax._src", "orbax"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

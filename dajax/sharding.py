@@ -1,0 +1,75 @@
+"""Device mesh and shardings: data parallel by default, FSDP for large encoders.
+
+The mesh has two axes, `('data', 'fsdp')`. Batches are split over both (every device sees a
+distinct slice of the global batch). Parameters and optimiser state are replicated, or with
+FSDP each large array is split along its largest axis divisible by the `fsdp` size, so XLA
+all-gathers weights where they are used and reduce-scatters their gradients.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+BATCH_AXES = ("data", "fsdp")
+FSDP_MIN_SIZE = 2**16  # smaller arrays (norms, biases) stay replicated
+
+
+def make_mesh(fsdp: int = 1) -> Mesh:
+    """A ('data', 'fsdp') mesh over all devices (of all processes).
+
+    Args:
+      fsdp: devices per FSDP group; must divide the device count. 1 = pure data parallel.
+    """
+    n = jax.device_count()
+    if fsdp < 1 or n % fsdp:
+        raise ValueError(f"mesh.fsdp={fsdp} must be >= 1 and divide the {n} devices")
+    return jax.make_mesh((n // fsdp, fsdp), BATCH_AXES, axis_types=(AxisType.Auto,) * 2)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array."""
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over every device."""
+    return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def _fsdp_spec(shape: tuple[int, ...], fsdp: int) -> P:
+    if fsdp == 1 or math.prod(shape) < FSDP_MIN_SIZE:
+        return P()
+    for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
+        if shape[axis] % fsdp == 0:
+            spec = [None] * len(shape)
+            spec[axis] = "fsdp"
+            return P(*spec)
+    return P()
+
+
+def state_shardings(abstract_tree, mesh: Mesh):
+    """Shardings for a tree of `ShapeDtypeStruct`s (params, optimiser state).
+
+    Replicated on a pure data-parallel mesh; FSDP-split when the mesh's 'fsdp' axis > 1.
+    Scalars (step counters) are always replicated.
+    """
+    fsdp = mesh.shape["fsdp"]
+    return jax.tree.map(
+        lambda x: NamedSharding(mesh, _fsdp_spec(tuple(x.shape), fsdp)), abstract_tree
+    )
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Per-process numpy batches -> global `jax.Array`s split over the mesh's batch axes.
+
+    Each process passes its own shard (leading axis = global batch / process count).
+    """
+    sharding = batch_sharding(mesh)
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()
+    }

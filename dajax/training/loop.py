@@ -1,0 +1,151 @@
+"""The generic training loop shared by the teacher, student and metric fine-tuning stages.
+
+Recipes supply the pieces (initial params, optimiser, loss, input iterator, frozen trees);
+this module does the jit/sharding recipe, checkpoint/resume, preemption, logging and the
+non-finite guard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from dajax import checkpoints, sharding
+from dajax.training.metrics_log import MetricsLog
+from dajax.training.state import LossFn, TrainState, create_state, make_train_step
+
+log = logging.getLogger("dajax")
+
+
+@dataclasses.dataclass
+class Recipe:
+    """What a stage trains.
+
+    Attributes:
+      init_params: () -> host params tree (numpy), e.g. DINOv2 encoder + fresh head.
+      tx: the optimiser.
+      loss_fn: `(params, batch, frozen, rng) -> (loss, metrics)`.
+      batches: iterator of per-process numpy batch dicts with `get_state`/`set_state`.
+      frozen: a pytree of non-trained arrays passed to every step (or None).
+      on_log: optional `(step, state, metrics_log)` hook called at each log step.
+    """
+
+    init_params: Callable[[], Any]
+    tx: optax.GradientTransformation
+    loss_fn: LossFn
+    batches: Iterator[dict[str, np.ndarray]]
+    frozen: Any = None
+    on_log: Callable[[int, TrainState, MetricsLog], None] | None = None
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop polls: save, then exit cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, *_):
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(recipe: Recipe, config, workdir: str) -> TrainState:
+    """Runs (or resumes) `config.total_steps` steps; returns the final state.
+
+    Config fields used: `seed`, `total_steps`, `log_every`, `checkpoint_every`,
+    `keep_checkpoints`, `mesh.fsdp`.
+    """
+    mesh = sharding.make_mesh(config.mesh.fsdp)
+    host_params = recipe.init_params()
+    abstract = jax.eval_shape(lambda p: create_state(p, recipe.tx), host_params)
+    state_sh = sharding.state_shardings(abstract, mesh)
+    params = jax.device_put(host_params, state_sh.params)
+    state = jax.jit(lambda p: create_state(p, recipe.tx), out_shardings=state_sh)(params)
+    frozen = jax.device_put(recipe.frozen, sharding.replicated(mesh)) if recipe.frozen else None
+
+    ckpt = checkpoints.TrainCheckpointer(
+        os.path.join(workdir, "checkpoints"), config.checkpoint_every, config.keep_checkpoints
+    )
+    start = ckpt.latest_step()
+    if start is not None:
+        abstract_sharded = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh
+        )
+        state = ckpt.restore(start, abstract_sharded, recipe.batches)
+        log.info("resumed from step %d", start)
+
+    step_fn = jax.jit(
+        make_train_step(recipe.loss_fn, recipe.tx, config.seed),
+        out_shardings=(state_sh, sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
+    metrics_log = MetricsLog(workdir)
+    preemption = _Preemption()
+    compiled = None
+    try:
+        step = int(state.step)
+        while step < config.total_steps:
+            batch = sharding.global_batch(next(recipe.batches), mesh)
+            if compiled is None:
+                compiled = _compile(step_fn, state, batch, frozen)
+            t0 = time.perf_counter()
+            state, metrics = compiled(state, batch, frozen)
+            step += 1
+            if step % config.log_every == 0 or step == config.total_steps:
+                _check_finite(step, state, metrics)
+                _log_step(step, metrics, batch, time.perf_counter() - t0, metrics_log)
+                if recipe.on_log:
+                    recipe.on_log(step, state, metrics_log)
+            ckpt.save(step, state, recipe.batches, force=preemption.requested)
+            if preemption.requested:
+                log.warning("SIGTERM: saved step %d, exiting", step)
+                break
+        ckpt.save(step, state, recipe.batches, force=True)
+    finally:
+        preemption.restore()
+        ckpt.close()
+        metrics_log.close()
+    return state
+
+
+def _compile(step_fn, state, batch, frozen):
+    """Ahead-of-time compile; logs the compiled memory footprint."""
+    compiled = step_fn.lower(state, batch, frozen).compile()
+    mem = compiled.memory_analysis()
+    if mem is not None:
+        total = sum(
+            getattr(mem, f, 0) or 0
+            for f in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+        )
+        log.info("compiled train step: %.1f MiB per device (args+outputs+temps)", total / 2**20)
+    return compiled
+
+
+def _check_finite(step: int, state: TrainState, metrics) -> None:
+    skipped = int(state.skipped)
+    if skipped:
+        raise FloatingPointError(
+            f"step {step}: {skipped} step(s) had a non-finite loss or gradients (last loss "
+            f"{float(metrics['loss'])}); their updates were not applied. Check the input data "
+            "for NaN/Inf depth and lower the learning rate."
+        )
+
+
+def _log_step(step, metrics, batch, seconds, metrics_log: MetricsLog) -> None:
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    images = next(iter(batch.values())).shape[0]
+    values["images_per_s_per_device"] = images / max(seconds, 1e-9) / jax.device_count()
+    metrics_log.scalars(step, values)
+    log.info("step %d: %s", step, " ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
