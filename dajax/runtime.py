@@ -14,7 +14,6 @@ import jax
 log = logging.getLogger("dajax")
 
 
-
 def initialize(
     coordinator: str | None = None,
     num_processes: int | None = None,
