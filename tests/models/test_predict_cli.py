@@ -112,3 +112,13 @@ def test_missing_weights_explain_where_to_get_them(tmp_path, capsys):
         == 2
     )
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_demo_runs_on_built_in_scenes(tmp_path, capsys):
+    code = predict.main(
+        ["--demo", "--outdir", str(tmp_path), "--input-size", "28", "--arch", "vits", "--save-npy"]
+    )
+    assert code == 0
+    assert "RANDOM" in capsys.readouterr().err
+    assert np.load(tmp_path / "scene_0.npy").shape == (518, 518)
+    assert (tmp_path / "inputs" / "scene_1.png").exists()
