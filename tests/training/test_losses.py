@@ -1,0 +1,129 @@
+"""Loss properties: invariances, closed forms, empty masks, CutMix regions, margins."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dajax.training import losses
+
+
+@pytest.fixture
+def data():
+    rng = np.random.RandomState(0)
+    pred = rng.uniform(0.1, 2.0, (3, 12, 16)).astype(np.float32)
+    target = rng.uniform(0.1, 2.0, (3, 12, 16)).astype(np.float32)
+    mask = rng.rand(3, 12, 16) > 0.3
+    return jnp.asarray(pred), jnp.asarray(target), jnp.asarray(mask)
+
+
+def test_masked_median_matches_numpy():
+    rng = np.random.RandomState(1)
+    x = rng.randn(4, 9).astype(np.float32)
+    mask = rng.rand(4, 9) > 0.4
+    mask[0] = False
+    got = np.asarray(losses.masked_median(jnp.asarray(x), jnp.asarray(mask)))
+    expect = [np.median(r[m]) if m.any() else 0.0 for r, m in zip(x, mask, strict=True)]
+    np.testing.assert_allclose(got, expect, rtol=1e-6)
+
+
+def test_affine_invariance_of_both_sides(data):
+    pred, target, mask = data
+    base = losses.affine_invariant_loss(pred, target, mask)
+    assert float(base) > 0.1
+    moved = losses.affine_invariant_loss(7.3 * pred - 2.0, 0.2 * target + 5.0, mask)
+    assert abs(float(moved) - float(base)) < 1e-5
+    assert float(losses.affine_invariant_loss(3 * target + 1, target, mask)) < 1e-5
+
+
+def test_closed_form_single_image():
+    # Valid values [1, 2, 3, 4] vs [4, 3, 2, 1]: median 2.5, MAD 1 -> normalised (-1.5 .. 1.5)
+    # and its negation; mean |difference| = (3 + 1 + 1 + 3) / 4 = 2.
+    pred = jnp.array([[[1.0, 2.0], [3.0, 4.0]]])
+    target = jnp.array([[[4.0, 3.0], [2.0, 1.0]]])
+    mask = jnp.ones((1, 2, 2), bool)
+    assert float(losses.affine_invariant_loss(pred, target, mask)) == pytest.approx(2.0)
+
+
+def test_empty_masks_give_zero_and_finite_gradients(data):
+    pred, target, _ = data
+    empty = jnp.zeros(pred.shape, bool)
+    value, grad = jax.value_and_grad(losses.affine_invariant_loss)(pred, target, empty)
+    assert float(value) == 0.0 and bool(jnp.isfinite(grad).all())
+    const = jnp.ones_like(pred)
+    grad = jax.grad(losses.affine_invariant_loss)(const, const, jnp.ones(pred.shape, bool))
+    assert bool(jnp.isfinite(grad).all())
+
+
+def test_trimming_ignores_the_largest_residuals(data):
+    pred, target, mask = data
+    spiked = pred.at[0, 0, 0].set(1e4).at[0, 5, 5].set(-1e4)
+    full = losses.affine_invariant_loss(spiked, target, mask, trim_fraction=0.0)
+    trimmed = losses.affine_invariant_loss(spiked, target, mask, trim_fraction=0.1)
+    assert float(trimmed) < float(full)
+
+
+def test_cutmix_regions(data):
+    pred, target_a, mask = data
+    target_b = target_a[::-1]
+    ones = jnp.ones(pred.shape)
+    np.testing.assert_allclose(
+        losses.cutmix_affine_invariant_loss(pred, target_a, target_b, ones, mask),
+        losses.affine_invariant_loss(pred, target_a, mask),
+        rtol=1e-6,
+    )
+    box = jnp.zeros(pred.shape).at[:, 2:8, 3:11].set(1.0)
+    inside = box > 0.5
+    area = 6 * 8 / (12 * 16)
+    expect = np.mean(
+        [
+            area
+            * float(
+                losses.affine_invariant_loss(
+                    pred[i : i + 1], target_a[i : i + 1], (mask & inside)[i : i + 1]
+                )
+            )
+            + (1 - area)
+            * float(
+                losses.affine_invariant_loss(
+                    pred[i : i + 1], target_b[i : i + 1], (mask & ~inside)[i : i + 1]
+                )
+            )
+            for i in range(3)
+        ]
+    )
+    got = losses.cutmix_affine_invariant_loss(pred, target_a, target_b, box, mask)
+    assert float(got) == pytest.approx(expect, rel=1e-5)
+
+
+def test_feature_alignment_margin():
+    rng = np.random.RandomState(2)
+    f = jnp.asarray(rng.randn(2, 5, 8).astype(np.float32))
+    assert float(losses.feature_alignment_loss(f, f)) == 0.0  # all within the margin
+    grad = jax.grad(losses.feature_alignment_loss)(f, f)
+    assert bool((grad == 0).all())
+    g = -f  # cos = -1 everywhere: dissimilarity 2
+    assert float(losses.feature_alignment_loss(f, g)) == pytest.approx(2.0, rel=1e-5)
+    mixed = f.at[:, :2].set(-f[:, :2])  # 2 of 5 tokens opposite, 3 identical
+    assert float(losses.feature_alignment_loss(f, mixed, margin=0.15)) == pytest.approx(
+        2.0, rel=1e-5
+    )  # identical tokens are dropped from the mean, not averaged in
+    assert float(losses.feature_alignment_loss(f, mixed, margin=0.0)) == pytest.approx(
+        0.8, rel=1e-4
+    )
+
+
+def test_silog_closed_form(data):
+    _, target, mask = data
+    scaled = target * 2.0  # g = log 2 everywhere: sqrt(l2^2 - 0.5 l2^2) = log2 / sqrt(2)
+    assert float(losses.silog_loss(scaled, target, mask)) == pytest.approx(
+        np.log(2) / np.sqrt(2), rel=1e-4
+    )
+    assert float(losses.silog_loss(scaled, target, mask, lam=1.0)) < 5e-3  # float32 cancellation
+    assert bool(jnp.isfinite(jax.grad(losses.silog_loss)(target, target, mask)).all())
+
+
+def test_gradient_matching_is_affine_invariant(data):
+    pred, target, mask = data
+    assert float(losses.gradient_matching_loss(2 * target + 1, target, jnp.ones_like(mask))) < 1e-4
+    assert float(losses.gradient_matching_loss(pred, target, mask)) > 0.01
