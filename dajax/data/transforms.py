@@ -1,0 +1,126 @@
+"""Host-side (grain worker) transforms on labeled records: geometry and training targets.
+
+Records are `{image [H,W,3] uint8, depth [H,W] float32, mask [H,W] bool, source: str}`.
+Geometry is applied identically to image, depth and mask (bilinear for the image, nearest for
+depth and mask, so no invalid/valid mixing at depth edges). Transforms are picklable classes
+with numpy-only code, as grain's worker processes require.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import grain
+import numpy as np
+
+
+def resize_shorter(record: dict, size: int) -> dict:
+    """Resizes so the shorter side is `size` (aspect kept)."""
+    h, w = record["image"].shape[:2]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    out = dict(record)
+    out["image"] = cv2.resize(record["image"], (nw, nh), interpolation=cv2.INTER_LINEAR)
+    for key in ("depth", "mask", "disparity", "cutmix_mask"):
+        if key in record:
+            arr = record[key].astype(np.uint8) if record[key].dtype == bool else record[key]
+            res = cv2.resize(arr, (nw, nh), interpolation=cv2.INTER_NEAREST)
+            out[key] = res.astype(bool) if record[key].dtype == bool else res
+    return out
+
+
+def crop(record: dict, top: int, left: int, size: int) -> dict:
+    """The `size` x `size` window at (top, left) of every spatial array."""
+    out = dict(record)
+    for key, value in record.items():
+        if isinstance(value, np.ndarray) and value.ndim >= 2:
+            out[key] = np.ascontiguousarray(value[top : top + size, left : left + size])
+    return out
+
+
+def hflip(record: dict) -> dict:
+    """Mirrors every spatial array left-right."""
+    return {
+        k: np.ascontiguousarray(v[:, ::-1]) if isinstance(v, np.ndarray) and v.ndim >= 2 else v
+        for k, v in record.items()
+    }
+
+
+def disparity_target(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Training target: 1/depth on valid pixels, min-max normalised per image to [0, 1].
+
+    Invalid pixels (including sky) are 0. An image with fewer than two distinct valid values
+    gets all zeros (the affine-invariant loss ignores it through its own normalisation).
+    """
+    disp = np.where(mask, 1.0 / np.maximum(depth, 1e-6), 0.0).astype(np.float32)
+    if not mask.any():
+        return disp
+    lo, hi = disp[mask].min(), disp[mask].max()
+    if hi <= lo:
+        return np.zeros_like(disp)
+    return np.where(mask, (disp - lo) / (hi - lo), 0.0).astype(np.float32)
+
+
+def sanitize(record: dict) -> dict:
+    """Masks NaN/Inf/non-positive depth values (counted in `record['bad_pixels']`)."""
+    depth = record["depth"]
+    bad = ~np.isfinite(depth) | (depth <= 0)
+    out = dict(record)
+    out["mask"] = record["mask"] & ~bad
+    out["depth"] = np.where(bad, 0.0, depth).astype(np.float32)
+    out["bad_pixels"] = np.int32((bad & record["mask"]).sum())
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledTrainTransform(grain.transforms.RandomMap):
+    """Resize shorter side, random square crop, random horizontal flip, disparity target.
+
+    Output: `{image [S,S,3] uint8, target [S,S] float32 in [0,1], mask [S,S] bool}`.
+    """
+
+    size: int = 518
+    flip: bool = True
+
+    def random_map(self, record: dict, rng: np.random.Generator) -> dict:
+        record = resize_shorter(sanitize(record), self.size)
+        h, w = record["image"].shape[:2]
+        record = crop(
+            record,
+            int(rng.integers(0, h - self.size + 1)),
+            int(rng.integers(0, w - self.size + 1)),
+            self.size,
+        )
+        if self.flip and rng.random() < 0.5:
+            record = hflip(record)
+        return {
+            "image": record["image"],
+            "target": disparity_target(record["depth"], record["mask"]),
+            "mask": record["mask"],
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlabeledTrainTransform(grain.transforms.RandomMap):
+    """Resize + random crop of an unlabeled (optionally pseudo-labeled) record.
+
+    Output: `{image [S,S,3] uint8}` plus `pseudo [S,S] float32` when the record carries a
+    teacher `disparity`. No flip: the paper flips labeled images only.
+    """
+
+    size: int = 518
+
+    def random_map(self, record: dict, rng: np.random.Generator) -> dict:
+        record = resize_shorter(record, self.size)
+        h, w = record["image"].shape[:2]
+        record = crop(
+            record,
+            int(rng.integers(0, h - self.size + 1)),
+            int(rng.integers(0, w - self.size + 1)),
+            self.size,
+        )
+        out = {"image": record["image"]}
+        if "disparity" in record:
+            out["pseudo"] = record["disparity"].astype(np.float32)
+        return out
