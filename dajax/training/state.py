@@ -66,12 +66,9 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
         opt_state = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old), opt_state, state.opt_state
         )
-        metrics = dict(
-            metrics,
-            loss=loss,
-            grad_norm=optax.global_norm(grads),
-            nonfinite=(~finite).astype(jnp.int32),
-        )
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        skipped = state.skipped + (~finite).astype(jnp.int32)
+        new = TrainState(step=state.step + 1, params=params, opt_state=opt_state, skipped=skipped)
+        return new, metrics
 
     return step

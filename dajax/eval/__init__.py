@@ -1,0 +1,1 @@
+"""Evaluation: metrics, alignment protocols, benchmark readers."""

@@ -1,0 +1,43 @@
+"""Stage `teacher`: DINOv2-initialised encoder + fresh DPT head on labeled data.
+
+Loss: the affine-invariant loss on disparity targets (paper eq. 1-3).
+"""
+
+from __future__ import annotations
+
+from dajax.data.pipeline import labeled_dataset
+from dajax.data.registry import build_source
+from dajax.models import param_shapes
+from dajax.training import losses, setup
+from dajax.training.loop import Recipe, train
+from dajax.training.optimizer import build_optimizer
+
+
+def labeled_batches(config):
+    """The labeled mixture of `config.data.labeled` ((source spec, weight), ...)."""
+    sources = [build_source(spec) for spec, _ in config.data.labeled]
+    weights = [w for _, w in config.data.labeled]
+    return labeled_dataset(
+        sources,
+        weights,
+        size=config.data.crop,
+        batch_size=config.data.labeled_batch,
+        seed=config.seed,
+        workers=config.data.workers,
+    )
+
+
+def run(config, workdir: str) -> str:
+    """Trains the teacher; returns the path of its exported inference checkpoint."""
+    model, model_config = setup.build_model(config.model)
+    tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
+
+    def loss_fn(params, batch, frozen, rng):
+        pred = model.apply({"params": params}, setup.normalize_images(batch["image"]))
+        loss = losses.affine_invariant_loss(pred, batch["target"], batch["mask"])
+        return loss, {"loss_labeled": loss}
+
+    batches = iter(labeled_batches(config))
+    init = lambda: setup.initial_params(model_config, config.init.dinov2, config.seed)  # noqa: E731
+    state = train(Recipe(init, tx, loss_fn, batches), config, workdir)
+    return setup.export(workdir, state.params, model_config)
