@@ -1,0 +1,72 @@
+"""Stage `pseudo_label` (the data engine): a teacher labels unlabeled images into shards.
+
+Work is split into shards of `config.shard_size` consecutive images; process p of P writes
+shards p, p + P, ... Finished shards (final file name present) are skipped, so a restarted
+job resumes; a half-written shard (`.tmp`) is redone. Images are predicted at their own
+resolution through `DepthEstimator.batch` (grouped by network shape, one compile per shape).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+
+import cv2
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from dajax.data.pseudo_labels import PseudoLabelWriter, shard_name
+from dajax.data.registry import build_source
+from dajax.inference import DepthEstimator
+
+log = logging.getLogger("dajax")
+
+
+def _normalized(disparity: np.ndarray) -> np.ndarray:
+    lo, hi = float(disparity.min()), float(disparity.max())
+    return (disparity - lo) / (hi - lo) if hi > lo else np.zeros_like(disparity)
+
+
+def _image_bytes(record: dict) -> bytes:
+    if "image_bytes" in record:
+        return record["image_bytes"]
+    ok, png = cv2.imencode(".png", record["image"][:, :, ::-1])
+    if not ok:
+        raise ValueError(f"{record.get('source', '?')}: could not encode image")
+    return png.tobytes()
+
+
+def run(config, workdir: str) -> str:
+    """Labels `config.data.unlabeled`; returns the shard directory (`workdir/shards`)."""
+    out_dir = os.path.join(workdir, "shards")
+    os.makedirs(out_dir, exist_ok=True)
+    source = build_source(config.data.unlabeled)
+    estimator = DepthEstimator.from_pretrained(
+        config.teacher, input_size=config.input_size, dtype=config.model_dtype
+    )
+    count = math.ceil(len(source) / config.shard_size)
+    mine = range(jax.process_index(), count, jax.process_count())
+    todo = [s for s in mine if not os.path.exists(os.path.join(out_dir, shard_name(s, count)))]
+    log.info("pseudo-labelling: %d shards, %d already done here", len(mine), len(mine) - len(todo))
+    start, images = time.time(), 0
+    for shard in tqdm(todo, desc="shards", disable=jax.process_index() != 0):
+        indices = range(
+            shard * config.shard_size, min((shard + 1) * config.shard_size, len(source))
+        )
+        records = [source[i] for i in indices]
+        maps = estimator.batch([r["image"] for r in records], config.batch_size)
+        with PseudoLabelWriter(os.path.join(out_dir, shard_name(shard, count))) as writer:
+            for i, record, disparity in zip(indices, records, maps, strict=True):
+                meta = {
+                    "source": str(record.get("source", i)),
+                    "index": i,
+                    "teacher": str(config.teacher),
+                }
+                writer.write(_image_bytes(record), _normalized(disparity), meta)
+        images += len(records)
+    if images:
+        log.info("labelled %d images at %.1f images/s", images, images / (time.time() - start))
+    return out_dir

@@ -1,0 +1,121 @@
+"""Stage `student` (paper §3.2-3.3) and the end-to-end demo.
+
+The student is re-initialised from DINOv2 (not from the teacher) and trained on batches of
+labeled and pseudo-labeled images (1:2). Unlabeled images get strong perturbations (colour
+jitter, grayscale, blur) and CutMix on the student's input only; their loss is the CutMix
+affine-invariant loss against the teacher's labels of the two clean images. A cosine
+feature-alignment loss with margin α keeps the encoder close to the frozen DINOv2.
+
+`config.loss.{unlabeled, perturb, feature}` switch L_u, the perturbations S and L_feat off
+(the paper's Table 9 ablation). With `config.online_teacher` the teacher runs inside the step
+on the clean unlabeled images instead of reading pseudo-label shards.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from dajax.data import perturb
+from dajax.data.pipeline import StudentBatches, unlabeled_dataset
+from dajax.data.registry import build_source
+from dajax.models import DepthAnything, param_shapes
+from dajax.training import losses, setup
+from dajax.training.loop import Recipe, train
+from dajax.training.optimizer import build_optimizer
+from dajax.training.teacher import labeled_batches
+from dajax.weights.pretrained import load_depth_anything
+
+
+def _unlabeled_source(config):
+    return build_source(config.data.unlabeled if config.online_teacher else config.data.pseudo)
+
+
+def make_loss_fn(model, config, teacher_model=None):
+    """`(params, batch, frozen, rng) -> (loss, metrics)` for student batches.
+
+    `frozen` holds `dinov2` (encoder params for L_feat) and, online, `teacher` (full params).
+    """
+    lc, pc = config.loss, config.perturb
+
+    def loss_fn(params, batch, frozen, rng):
+        k_mix, k_perturb = jax.random.split(rng)
+        pred_l = model.apply({"params": params}, setup.normalize_images(batch["l_image"]))
+        loss_l = losses.affine_invariant_loss(pred_l, batch["l_target"], batch["l_mask"])
+        metrics = {"loss_labeled": loss_l}
+        total = lc.labeled_weight * loss_l
+        if not (lc.unlabeled or lc.feature):
+            return total, metrics
+        u_a = batch["u_image"].astype(jnp.float32) / 255.0
+        u_b = jnp.roll(u_a, 1, axis=0)
+        if teacher_model is not None:
+            label = lambda x: teacher_model.apply(  # noqa: E731
+                {"params": frozen["teacher"]}, setup.normalize_images(x)
+            )
+            t_a = jax.lax.stop_gradient(label(u_a))
+        else:
+            t_a = batch["u_pseudo"]
+        t_b = jnp.roll(t_a, 1, axis=0)
+        b, h, w = t_a.shape
+        masks = perturb.cutmix_masks(k_mix, b, h, w, pc.cutmix_p)
+        student_in = perturb.cutmix(u_a, u_b, masks)
+        if lc.perturb:
+            student_in = perturb.strong_perturb(student_in, k_perturb, pc)
+        x_u = setup.normalize_images(student_in)
+        pred_u, feats = model.apply({"params": params}, x_u, return_features=True)
+        if lc.unlabeled:
+            valid = jnp.ones(t_a.shape, bool)
+            loss_u = losses.cutmix_affine_invariant_loss(pred_u, t_a, t_b, masks, valid)
+            metrics["loss_unlabeled"] = loss_u
+            total = total + lc.unlabeled_weight * loss_u
+        if lc.feature:
+            ref = model.apply({"params": {"pretrained": frozen["dinov2"]}}, x_u, method="encode")
+            loss_f = losses.feature_alignment_loss(feats, ref, lc.feature_margin)
+            metrics["loss_feature"] = loss_f
+            total = total + lc.feature_weight * loss_f
+        return total, metrics
+
+    return loss_fn
+
+
+def run(config, workdir: str) -> str:
+    """Trains the student; returns the path of its exported inference checkpoint."""
+    model, model_config = setup.build_model(config.model)
+    host_init = setup.initial_params(model_config, config.init.dinov2, config.seed)
+    frozen = {"dinov2": host_init["pretrained"]}
+    teacher_model = None
+    if config.online_teacher:
+        teacher_config, teacher_params = load_depth_anything(config.teacher)
+        teacher_model = DepthAnything(teacher_config, dtype=model.dtype)
+        frozen["teacher"] = jax.device_get(teacher_params)
+    tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
+    batches = StudentBatches(
+        labeled_batches(config),
+        unlabeled_dataset(
+            _unlabeled_source(config),
+            size=config.data.crop,
+            batch_size=config.data.unlabeled_batch,
+            seed=config.seed + 7,
+            workers=config.data.workers,
+        ),
+    )
+    loss_fn = make_loss_fn(model, config, teacher_model)
+    state = train(Recipe(lambda: host_init, tx, loss_fn, batches, frozen), config, workdir)
+    return setup.export(workdir, state.params, model_config)
+
+
+def run_demo(config, workdir: str) -> None:
+    """Teacher -> pseudo-labels -> student -> evaluation of both, on procedural scenes."""
+    import os
+
+    from dajax.eval.relative_eval import evaluate_checkpoints
+    from dajax.training import pseudo_label, teacher
+
+    teacher_dir = teacher.run(config.teacher_stage, os.path.join(workdir, "teacher"))
+    with config.unlocked():
+        config.pseudo_stage.teacher = teacher_dir
+    shards = pseudo_label.run(config.pseudo_stage, os.path.join(workdir, "pseudo_labels"))
+    with config.unlocked():
+        config.data.pseudo.path = shards
+    student_dir = run(config, os.path.join(workdir, "student"))
+    evaluate_checkpoints({"teacher": teacher_dir, "student": student_dir}, config.eval, workdir)
