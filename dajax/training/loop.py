@@ -96,23 +96,27 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
     compiled = None
     try:
         step = int(state.step)
+        t_log, step_log = time.perf_counter(), step
         while step < config.total_steps:
             batch = sharding.global_batch(next(recipe.batches), mesh)
             if compiled is None:
                 compiled = _compile(step_fn, state, batch, frozen)
-            t0 = time.perf_counter()
+                t_log = time.perf_counter()
             state, metrics = compiled(state, batch, frozen)
             step += 1
             if step % config.log_every == 0 or step == config.total_steps:
                 _check_finite(step, state, metrics)
-                _log_step(step, metrics, batch, time.perf_counter() - t0, metrics_log)
+                seconds_per_step = (time.perf_counter() - t_log) / (step - step_log)
+                _log_step(step, metrics, batch, seconds_per_step, metrics_log)
+                t_log, step_log = time.perf_counter(), step
                 if recipe.on_log:
                     recipe.on_log(step, state, metrics_log)
             ckpt.save(step, state, recipe.batches, force=preemption.requested)
             if preemption.requested:
                 log.warning("SIGTERM: saved step %d, exiting", step)
                 break
-        ckpt.save(step, state, recipe.batches, force=True)
+        if ckpt.latest_step() != step:
+            ckpt.save(step, state, recipe.batches, force=True)
     finally:
         preemption.restore()
         ckpt.close()
@@ -143,9 +147,10 @@ def _check_finite(step: int, state: TrainState, metrics) -> None:
         )
 
 
-def _log_step(step, metrics, batch, seconds, metrics_log: MetricsLog) -> None:
+def _log_step(step, metrics, batch, seconds_per_step, metrics_log: MetricsLog) -> None:
+    """Logs the step's metrics plus throughput (images of all batch parts per second)."""
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    images = next(iter(batch.values())).shape[0]
-    values["images_per_s_per_device"] = images / max(seconds, 1e-9) / jax.device_count()
+    images = sum(v.shape[0] for k, v in batch.items() if k.endswith("image"))
+    values["images_per_s_per_device"] = images / max(seconds_per_step, 1e-9) / jax.device_count()
     metrics_log.scalars(step, values)
     log.info("step %d: %s", step, " ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
