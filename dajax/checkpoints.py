@@ -111,6 +111,22 @@ class TrainCheckpointer:
             items["data"] = self._grain.checkpoint.CheckpointRestore(data_iterator)
         return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
+    def restore_params(self, step: int, abstract_params):
+        """Restores only `state.params` of step `step` (no optimiser state, no iterator).
+
+        `abstract_params`: a tree of `jax.ShapeDtypeStruct` (with shardings) to restore onto.
+        """
+        items = {
+            "state": ocp.args.PyTreeRestore(
+                item={"params": abstract_params},
+                restore_args=ocp.checkpoint_utils.construct_restore_args(
+                    {"params": abstract_params}
+                ),
+                partial_restore=True,
+            )
+        }
+        return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]["params"]
+
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are on disk."""
         self.manager.wait_until_finished()

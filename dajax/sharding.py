@@ -70,6 +70,14 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
     Each process passes its own shard (leading axis = global batch / process count).
     """
     sharding = batch_sharding(mesh)
+    for name, value in local.items():
+        global_size = np.shape(value)[0] * jax.process_count()
+        if global_size % mesh.size:
+            raise ValueError(
+                f"batch '{name}': global batch {global_size} (per-process {np.shape(value)[0]} x "
+                f"{jax.process_count()} processes) does not divide over {mesh.size} devices; "
+                "change the config's batch sizes"
+            )
     return {
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()
     }

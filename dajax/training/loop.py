@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from dajax import checkpoints, sharding
+from dajax.models import ModelConfig
 from dajax.training.metrics_log import MetricsLog
 from dajax.training.state import LossFn, TrainState, create_state, make_train_step
 
@@ -36,6 +37,8 @@ class Recipe:
       loss_fn: `(params, batch, frozen, rng) -> (loss, metrics)`.
       batches: iterator of per-process numpy batch dicts with `get_state`/`set_state`.
       frozen: a pytree of non-trained arrays passed to every step (or None).
+      model_config: the architecture, written to `workdir/model_config.json` so that
+        `python -m dajax.export` can rebuild the model from the workdir alone.
       on_log: optional `(step, state, metrics_log)` hook called at each log step.
     """
 
@@ -44,7 +47,21 @@ class Recipe:
     loss_fn: LossFn
     batches: Iterator[dict[str, np.ndarray]]
     frozen: Any = None
+    model_config: ModelConfig | None = None
     on_log: Callable[[int, TrainState, MetricsLog], None] | None = None
+
+
+class Preempted(SystemExit):
+    """Raised after a SIGTERM-triggered save; exits the process with status 143 (128 + SIGTERM).
+
+    The checkpoint is on disk when it propagates, so a restarted job resumes where this one
+    stopped. A non-zero status tells schedulers (Slurm `--requeue`, TPU queued resources) that
+    the job did not finish.
+    """
+
+    def __init__(self, step: int):
+        super().__init__(143)
+        self.step = step
 
 
 class _Preemption:
@@ -64,9 +81,12 @@ class _Preemption:
 def train(recipe: Recipe, config, workdir: str) -> TrainState:
     """Runs (or resumes) `config.total_steps` steps; returns the final state.
 
+    Raises `Preempted` (after saving) when the process receives SIGTERM.
+
     Config fields used: `seed`, `total_steps`, `log_every`, `checkpoint_every`,
     `keep_checkpoints`, `mesh.fsdp`.
     """
+    _write_run_files(workdir, config, recipe.model_config)
     mesh = sharding.make_mesh(config.mesh.fsdp)
     host_params = recipe.init_params()
     abstract = jax.eval_shape(lambda p: create_state(p, recipe.tx), host_params)
@@ -114,7 +134,7 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
             ckpt.save(step, state, recipe.batches, force=preemption.requested)
             if preemption.requested:
                 log.warning("SIGTERM: saved step %d, exiting", step)
-                break
+                raise Preempted(step)
         if ckpt.latest_step() != step:
             ckpt.save(step, state, recipe.batches, force=True)
     finally:
@@ -122,6 +142,18 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
         ckpt.close()
         metrics_log.close()
     return state
+
+
+def _write_run_files(workdir: str, config, model_config: ModelConfig | None) -> None:
+    """`config.json` (the experiment) and `model_config.json` (the architecture), process 0."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    if model_config is not None:
+        with open(os.path.join(workdir, checkpoints.CONFIG_FILE), "w") as f:
+            f.write(model_config.to_json())
 
 
 def _compile(step_fn, state, batch, frozen):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -61,9 +62,18 @@ def normalize_images(images: jnp.ndarray) -> jnp.ndarray:
 
 
 def export(workdir: str, params, config: ModelConfig) -> str:
-    """Writes the final params as an inference checkpoint `workdir/export` (process 0)."""
+    """Writes params as the inference checkpoint `workdir/export` (process 0).
+
+    An existing export (from a shorter run resumed with more steps) is replaced atomically:
+    the new one is written beside it and swapped in by rename.
+    """
     path = os.path.join(workdir, "export")
-    if jax.process_index() == 0 and not os.path.exists(path):
-        checkpoints.save_inference_params(path, jax.device_get(params), config)
+    if jax.process_index() == 0:
+        staging = path + ".tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        checkpoints.save_inference_params(staging, jax.device_get(params), config)
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(staging, path)
         log.info("exported inference params to %s", path)
     return path

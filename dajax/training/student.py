@@ -100,7 +100,9 @@ def run(config, workdir: str) -> str:
         ),
     )
     loss_fn = make_loss_fn(model, config, teacher_model)
-    state = train(Recipe(lambda: host_init, tx, loss_fn, batches, frozen), config, workdir)
+    state = train(
+        Recipe(lambda: host_init, tx, loss_fn, batches, frozen, model_config), config, workdir
+    )
     return setup.export(workdir, state.params, model_config)
 
 

@@ -39,5 +39,5 @@ def run(config, workdir: str) -> str:
 
     batches = iter(labeled_batches(config))
     init = lambda: setup.initial_params(model_config, config.init.dinov2, config.seed)  # noqa: E731
-    state = train(Recipe(init, tx, loss_fn, batches), config, workdir)
+    state = train(Recipe(init, tx, loss_fn, batches, model_config=model_config), config, workdir)
     return setup.export(workdir, state.params, model_config)

@@ -1,0 +1,77 @@
+"""Export a training run's params as an inference checkpoint.
+
+    python -m dajax.export --workdir runs/student --out models/student
+    python -m dajax.export --workdir runs/student --out models/student_2000 --step 2000
+
+Reads `WORKDIR/model_config.json` (written when training starts) and the params of the newest
+(or `--step`) checkpoint in `WORKDIR/checkpoints`, without the optimiser state, and writes an
+Orbax inference checkpoint that `DepthEstimator.from_pretrained(OUT)` and
+`python -m dajax.predict --weights OUT` load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+from dajax import checkpoints
+from dajax.models import DepthAnything, ModelConfig, param_shapes
+
+
+def export_run(workdir: str, out: str, step: int | None = None) -> int:
+    """Writes the params of `workdir`'s checkpoint `step` (default: newest) to `out`.
+
+    Returns the exported step. Raises FileNotFoundError naming what is missing.
+    """
+    config_path = os.path.join(workdir, checkpoints.CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(
+            f"{config_path}: missing; is {workdir} the --workdir of a dajax training run?"
+        )
+    with open(config_path) as f:
+        config = ModelConfig.from_dict(json.load(f))
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt = checkpoints.TrainCheckpointer(ckpt_dir, save_every=1)
+    try:
+        steps = ckpt.manager.all_steps()
+        if not steps:
+            raise FileNotFoundError(f"{ckpt_dir}: no training checkpoints")
+        step = max(steps) if step is None else step
+        if step not in steps:
+            raise FileNotFoundError(f"{ckpt_dir}: no checkpoint for step {step}; have {steps}")
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+            param_shapes(DepthAnything(config)),
+        )
+        params = ckpt.restore_params(step, abstract)
+    finally:
+        ckpt.close()
+    checkpoints.save_inference_params(out, jax.tree.map(np.asarray, params), config)
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dajax.export", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--workdir", required=True, help="the training run's --workdir")
+    parser.add_argument("--out", required=True, help="new directory for the inference checkpoint")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default newest)")
+    args = parser.parse_args(argv)
+    try:
+        step = export_run(args.workdir, args.out, args.step)
+    except (FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported step {step} of {args.workdir} to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""End-to-end stage runs on tiny procedural data: teacher, data engine, student, resume."""
+
+import os
+import signal
+
+import jax
+import numpy as np
+import optax
+import pytest
+from tiny_configs import tiny_student
+
+from dajax import checkpoints, export
+from dajax.data.pseudo_labels import PseudoLabelSource
+from dajax.training import loop, pseudo_label, student, teacher
+from dajax.training.metrics_log import read_metrics
+from dajax.training.state import create_state, make_train_step
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("teacher"))
+    config = tiny_student().teacher_stage
+    export = teacher.run(config, workdir)
+    return config, workdir, export
+
+
+def test_teacher_trains_logs_and_exports(teacher_run):
+    _, workdir, export = teacher_run
+    logged = read_metrics(workdir)
+    assert [m["step"] for m in logged] == [1, 2]
+    assert all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in logged)
+    config, params = checkpoints.load_inference_params(export)
+    assert config.dim == 64 and params["depth_head"]["layer1_rn"]["kernel"].shape[-1] == 16
+
+
+def test_export_cli_writes_the_newest_checkpoint_params(teacher_run, tmp_path, capsys):
+    _, workdir, exported = teacher_run
+    out = tmp_path / "out"
+    assert export.main(["--workdir", workdir, "--out", str(out)]) == 0
+    assert "exported step 2" in capsys.readouterr().out
+    _, want = checkpoints.load_inference_params(exported)
+    _, got = checkpoints.load_inference_params(out)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert export.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "model_config.json: missing" in capsys.readouterr().err
+
+
+def test_sigterm_saves_and_the_resumed_run_matches_the_uninterrupted_one(
+    teacher_run, tmp_path, monkeypatch
+):
+    config, _, _ = teacher_run
+    config.total_steps = 4
+    teacher.run(config, str(tmp_path / "full"))
+
+    log_step = loop._log_step
+
+    def preempt_at_step_2(step, *args):
+        log_step(step, *args)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(loop, "_log_step", preempt_at_step_2)
+    with pytest.raises(loop.Preempted) as preempted:
+        teacher.run(config, str(tmp_path / "split"))
+    assert preempted.value.code == 143 and preempted.value.step == 2
+    assert not (tmp_path / "split" / "export").exists()
+    monkeypatch.setattr(loop, "_log_step", log_step)
+    teacher.run(config, str(tmp_path / "split"))  # the restarted job resumes at step 2
+
+    losses_full = [m["loss"] for m in read_metrics(str(tmp_path / "full"))]
+    losses_split = [m["loss"] for m in read_metrics(str(tmp_path / "split"))]
+    assert len(losses_full) == 4
+    np.testing.assert_allclose(losses_split, losses_full, rtol=1e-6)
+    _, p_full = checkpoints.load_inference_params(tmp_path / "full" / "export")
+    _, p_split = checkpoints.load_inference_params(tmp_path / "split" / "export")
+    for a, b in zip(jax.tree.leaves(p_full), jax.tree.leaves(p_split), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+def test_data_engine_then_student(teacher_run, tmp_path):
+    _, _, export = teacher_run
+    config = tiny_student()
+    config.pseudo_stage.teacher = export
+    shards = pseudo_label.run(config.pseudo_stage, str(tmp_path / "pl"))
+    assert sorted(os.listdir(shards)) == [f"shard-0000{i}-of-00003.array_record" for i in range(3)]
+    labels = PseudoLabelSource(shards)
+    assert len(labels) == 16 and labels[0]["disparity"].shape == (32, 36)
+    assert 0.0 <= labels[3]["disparity"].min() and labels[3]["disparity"].max() <= 1.0
+    first = os.path.getmtime(os.path.join(shards, os.listdir(shards)[0]))
+    pseudo_label.run(config.pseudo_stage, str(tmp_path / "pl"))  # resumes: nothing to redo
+    assert os.path.getmtime(os.path.join(shards, os.listdir(shards)[0])) == first
+
+    config.data.pseudo.path = shards
+    student.run(config, str(tmp_path / "student"))
+    logged = read_metrics(str(tmp_path / "student"))
+    assert {"loss_labeled", "loss_unlabeled", "loss_feature"} <= set(logged[-1])
+    assert all(np.isfinite(m["loss"]) for m in logged)
+
+
+def test_online_teacher_and_ablation_switches(teacher_run, tmp_path):
+    _, _, export = teacher_run
+    config = tiny_student()
+    config.online_teacher = True
+    config.teacher = export
+    config.loss.feature = False
+    config.loss.perturb = False
+    student.run(config, str(tmp_path / "online"))
+    last = read_metrics(str(tmp_path / "online"))[-1]
+    assert "loss_unlabeled" in last and "loss_feature" not in last
+
+
+def test_non_finite_losses_are_never_applied():
+    params = {"w": np.ones(3, np.float32)}
+    tx = optax.sgd(0.1)
+    step = jax.jit(make_train_step(lambda p, b, f, r: (p["w"].sum() * b["x"], {}), tx, seed=0))
+    state, _ = step(create_state(params, tx), {"x": np.float32(np.nan)}, None)
+    np.testing.assert_array_equal(state.params["w"], 1.0)
+    assert int(state.skipped) == 1
+    state, _ = step(state, {"x": np.float32(1.0)}, None)
+    np.testing.assert_allclose(state.params["w"], 0.9)
