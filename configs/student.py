@@ -78,6 +78,8 @@ def get_config(arg=None):
 def _demo_stages(config, steps):
     """The teacher, data-engine and evaluation settings the demo pipeline runs first/last."""
     config.teacher_stage = teacher_config.get_config(f"demo,steps={steps}")
+    # `--config.init.dinov2=PATH` initialises both the demo's teacher and its student.
+    config.teacher_stage.init.dinov2 = config.init.get_ref("dinov2")
     config.pseudo_stage = ml_collections.ConfigDict(
         {
             "teacher": "",

@@ -121,3 +121,15 @@ def run_demo(config, workdir: str) -> None:
         config.data.pseudo.path = shards
     student_dir = run(config, os.path.join(workdir, "student"))
     evaluate_checkpoints({"teacher": teacher_dir, "student": student_dir}, config.eval, workdir)
+    if jax.process_index() == 0:
+        print(_encoder_note(config.init.dinov2), flush=True)
+
+
+def _encoder_note(dinov2_path: str) -> str:
+    if dinov2_path:
+        return f"teacher and student encoders initialised from {dinov2_path}"
+    return (
+        "note: no DINOv2 weights were given, so teacher and student started from a seeded RANDOM "
+        "encoder (and feature alignment pulls toward that random encoder); pass "
+        "--config.init.dinov2=dinov2_vits14_pretrain.pth for the paper's setting"
+    )

@@ -27,17 +27,26 @@ def labeled_batches(config):
     )
 
 
-def run(config, workdir: str) -> str:
-    """Trains the teacher; returns the path of its exported inference checkpoint."""
-    model, model_config = setup.build_model(config.model)
-    tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
+def make_loss_fn(model):
+    """`(params, batch, frozen, rng) -> (loss, metrics)`: the affine-invariant loss of the
+    model's disparity on `batch = {image [B,H,W,3] uint8, target [B,H,W], mask [B,H,W]}`."""
 
     def loss_fn(params, batch, frozen, rng):
         pred = model.apply({"params": params}, setup.normalize_images(batch["image"]))
         loss = losses.affine_invariant_loss(pred, batch["target"], batch["mask"])
         return loss, {"loss_labeled": loss}
 
+    return loss_fn
+
+
+def run(config, workdir: str) -> str:
+    """Trains the teacher; returns the path of its exported inference checkpoint."""
+    model, model_config = setup.build_model(config.model)
+    tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
+
     batches = iter(labeled_batches(config))
     init = lambda: setup.initial_params(model_config, config.init.dinov2, config.seed)  # noqa: E731
-    state = train(Recipe(init, tx, loss_fn, batches, model_config=model_config), config, workdir)
+    state = train(
+        Recipe(init, tx, make_loss_fn(model), batches, model_config=model_config), config, workdir
+    )
     return setup.export(workdir, state.params, model_config)

@@ -1,5 +1,6 @@
 """End-to-end stage runs on tiny procedural data: teacher, data engine, student, resume."""
 
+import json
 import os
 import signal
 
@@ -17,11 +18,18 @@ from dajax.training.state import create_state, make_train_step
 
 
 @pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("teacher"))
-    config = tiny_student().teacher_stage
-    export = teacher.run(config, workdir)
-    return config, workdir, export
+def demo_run(tmp_path_factory):
+    """The whole demo pipeline, tiny: teacher -> pseudo-labels -> student -> eval table."""
+    workdir = tmp_path_factory.mktemp("demo")
+    config = tiny_student()
+    student.run_demo(config, str(workdir))
+    return config, workdir
+
+
+@pytest.fixture(scope="module")
+def teacher_run(demo_run):
+    config, workdir = demo_run
+    return config.teacher_stage, str(workdir / "teacher"), str(workdir / "teacher" / "export")
 
 
 def test_teacher_trains_logs_and_exports(teacher_run):
@@ -31,6 +39,32 @@ def test_teacher_trains_logs_and_exports(teacher_run):
     assert all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in logged)
     config, params = checkpoints.load_inference_params(export)
     assert config.dim == 64 and params["depth_head"]["layer1_rn"]["kernel"].shape[-1] == 16
+
+
+def test_data_engine_writes_resumable_shards(demo_run):
+    config, workdir = demo_run
+    shards = workdir / "pseudo_labels" / "shards"
+    assert sorted(os.listdir(shards)) == [f"shard-0000{i}-of-00003.array_record" for i in range(3)]
+    labels = PseudoLabelSource(str(shards))
+    assert len(labels) == 16 and labels[0]["disparity"].shape == (32, 36)
+    assert 0.0 <= labels[3]["disparity"].min() and labels[3]["disparity"].max() <= 1.0
+    first = os.path.getmtime(shards / "shard-00000-of-00003.array_record")
+    os.remove(shards / "shard-00001-of-00003.array_record")
+    pseudo_label.run(config.pseudo_stage, str(workdir / "pseudo_labels"))
+    assert os.path.getmtime(shards / "shard-00000-of-00003.array_record") == first  # skipped
+    assert len(PseudoLabelSource(str(shards))) == 16  # the missing shard was redone
+
+
+def test_student_logs_every_loss_and_the_demo_evaluates_both(demo_run):
+    _, workdir = demo_run
+    logged = read_metrics(str(workdir / "student"))
+    assert {"loss_labeled", "loss_unlabeled", "loss_feature"} <= set(logged[-1])
+    assert all(np.isfinite(m["loss"]) for m in logged)
+    with open(workdir / "eval.json") as f:
+        results = json.load(f)
+    assert set(results) == {"teacher", "student"}
+    for scores in results.values():
+        assert scores["images"] == 4 and 0 <= scores["a1"] <= 1 and scores["abs_rel"] > 0
 
 
 def test_export_cli_writes_the_newest_checkpoint_params(teacher_run, tmp_path, capsys):
@@ -76,26 +110,6 @@ def test_sigterm_saves_and_the_resumed_run_matches_the_uninterrupted_one(
     _, p_split = checkpoints.load_inference_params(tmp_path / "split" / "export")
     for a, b in zip(jax.tree.leaves(p_full), jax.tree.leaves(p_split), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
-
-
-def test_data_engine_then_student(teacher_run, tmp_path):
-    _, _, export = teacher_run
-    config = tiny_student()
-    config.pseudo_stage.teacher = export
-    shards = pseudo_label.run(config.pseudo_stage, str(tmp_path / "pl"))
-    assert sorted(os.listdir(shards)) == [f"shard-0000{i}-of-00003.array_record" for i in range(3)]
-    labels = PseudoLabelSource(shards)
-    assert len(labels) == 16 and labels[0]["disparity"].shape == (32, 36)
-    assert 0.0 <= labels[3]["disparity"].min() and labels[3]["disparity"].max() <= 1.0
-    first = os.path.getmtime(os.path.join(shards, os.listdir(shards)[0]))
-    pseudo_label.run(config.pseudo_stage, str(tmp_path / "pl"))  # resumes: nothing to redo
-    assert os.path.getmtime(os.path.join(shards, os.listdir(shards)[0])) == first
-
-    config.data.pseudo.path = shards
-    student.run(config, str(tmp_path / "student"))
-    logged = read_metrics(str(tmp_path / "student"))
-    assert {"loss_labeled", "loss_unlabeled", "loss_feature"} <= set(logged[-1])
-    assert all(np.isfinite(m["loss"]) for m in logged)
 
 
 def test_online_teacher_and_ablation_switches(teacher_run, tmp_path):

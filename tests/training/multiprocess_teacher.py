@@ -1,0 +1,75 @@
+"""Runs 2 teacher steps on a fixed global batch, in one of `num_processes` JAX processes.
+
+    python tests/training/multiprocess_teacher.py PROCESS_ID NUM_PROCESSES PORT WORKDIR
+
+Every process holds 4 / NUM_PROCESSES CPU devices and feeds its contiguous slice of the same
+global batch, so any process count must give the same losses and params. Process 0 writes
+`WORKDIR/params.npz` (the final params, flattened) beside the run's `metrics.jsonl`.
+"""
+
+import os
+import sys
+
+process_id, num_processes, port = map(int, sys.argv[1:4])
+workdir = sys.argv[4]
+os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={4 // num_processes}"
+sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "../..")]
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.experimental import multihost_utils  # noqa: E402
+from tiny_configs import tiny_student  # noqa: E402
+
+from dajax import runtime  # noqa: E402
+from dajax.models import param_shapes  # noqa: E402
+from dajax.training import loop, setup, teacher  # noqa: E402
+from dajax.training.optimizer import build_optimizer  # noqa: E402
+
+GLOBAL_BATCH = 8
+
+
+class ProcessSlice:
+    """Yields this process's slice of one fixed random global batch, forever."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        n = GLOBAL_BATCH // num_processes
+        part = slice(process_id * n, (process_id + 1) * n)
+        self.batch = {
+            "image": rng.integers(0, 256, (GLOBAL_BATCH, 28, 28, 3), np.uint8)[part],
+            "target": rng.uniform(0.1, 1.0, (GLOBAL_BATCH, 28, 28)).astype(np.float32)[part],
+            "mask": (rng.uniform(size=(GLOBAL_BATCH, 28, 28)) > 0.2)[part],
+        }
+
+    def __next__(self):
+        return self.batch
+
+    def get_state(self):
+        return b"{}"
+
+    def set_state(self, state):
+        del state
+
+
+if num_processes > 1:
+    runtime.initialize(f"localhost:{port}", num_processes, process_id)
+config = tiny_student().teacher_stage
+config.optim.warmup_steps = 0
+# Parameters the affine-invariant loss cannot see (the output bias) get gradients that are
+# reduction-order noise; a larger Adam eps keeps that noise from becoming full-size updates.
+config.optim.eps = 1e-3
+model, model_config = setup.build_model(config.model)
+tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
+recipe = loop.Recipe(
+    lambda: setup.initial_params(model_config, "", config.seed),
+    tx,
+    teacher.make_loss_fn(model),
+    ProcessSlice(),
+    model_config=model_config,
+)
+state = loop.train(recipe, config, workdir)
+params = multihost_utils.process_allgather(state.params, tiled=True)
+if process_id == 0:
+    flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    np.savez(os.path.join(workdir, "params.npz"), **flat)
