@@ -90,6 +90,7 @@ def loop(total_steps: int, demo: bool) -> dict:
         "total_steps": total_steps,
         "log_every": 10 if demo else 100,
         "checkpoint_every": 50 if demo else 2000,
+        "image_every": 50 if demo else 2000,  # TensorBoard depth previews (0 = off)
         "keep_checkpoints": 2 if demo else 3,
         "mesh": ml_collections.ConfigDict({"fsdp": 1}),
     }

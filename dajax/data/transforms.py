@@ -9,10 +9,13 @@ with numpy-only code, as grain's worker processes require.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import cv2
 import grain
 import numpy as np
+
+log = logging.getLogger("dajax")
 
 
 def resize_shorter(record: dict, size: int) -> dict:
@@ -63,13 +66,20 @@ def disparity_target(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def sanitize(record: dict) -> dict:
-    """Masks NaN/Inf/non-positive depth values (counted in `record['bad_pixels']`)."""
+    """Masks NaN/Inf/non-positive depth values, counted in `bad_pixels` and logged with the
+    record's `source`."""
     depth = record["depth"]
     bad = ~np.isfinite(depth) | (depth <= 0)
     out = dict(record)
     out["mask"] = record["mask"] & ~bad
     out["depth"] = np.where(bad, 0.0, depth).astype(np.float32)
     out["bad_pixels"] = np.int32((bad & record["mask"]).sum())
+    if out["bad_pixels"]:
+        log.warning(
+            "%s: masked %d NaN/Inf/non-positive depth pixels",
+            record.get("source", "?"),
+            int(out["bad_pixels"]),
+        )
     return out
 
 

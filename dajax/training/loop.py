@@ -40,6 +40,7 @@ class Recipe:
       model_config: the architecture, written to `workdir/model_config.json` so that
         `python -m dajax.export` can rebuild the model from the workdir alone.
       on_log: optional `(step, state, metrics_log)` hook called at each log step.
+      learning_rates: optional `step -> {name: lr}`, logged with the step's metrics.
     """
 
     init_params: Callable[[], Any]
@@ -49,6 +50,7 @@ class Recipe:
     frozen: Any = None
     model_config: ModelConfig | None = None
     on_log: Callable[[int, TrainState, MetricsLog], None] | None = None
+    learning_rates: Callable[[int], dict[str, float]] | None = None
 
 
 class Preempted(SystemExit):
@@ -127,6 +129,8 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
             if step % config.log_every == 0 or step == config.total_steps:
                 _check_finite(step, state, metrics)
                 seconds_per_step = (time.perf_counter() - t_log) / (step - step_log)
+                if recipe.learning_rates:
+                    metrics = dict(metrics, **recipe.learning_rates(step - 1))
                 _log_step(step, metrics, batch, seconds_per_step, metrics_log)
                 t_log, step_log = time.perf_counter(), step
                 if recipe.on_log:

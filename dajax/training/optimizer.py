@@ -61,8 +61,16 @@ def decay_mask(params, no_decay) -> dict:
     )
 
 
+def _group_name(pattern: str) -> str:
+    return re.sub(r"[^\w/]+", "", pattern).strip("/") or "rest"
+
+
 def build_optimizer(optim, params, total_steps: int):
-    """The optax transformation and a `learning_rates(step) -> {group regex: lr}` function."""
+    """The optax transformation and a `learning_rates(step) -> {'lr/<group>': lr}` function.
+
+    Groups are named after their regex with the regex syntax removed (`^depth_head/` ->
+    `depth_head`); a pattern with no name characters (`.*`) is `rest`.
+    """
     labels = param_labels(params, optim.lr_mults)
     groups = {}
     schedules = {}
@@ -83,6 +91,6 @@ def build_optimizer(optim, params, total_steps: int):
     tx = optax.chain(*chain, optax.multi_transform(groups, labels))
 
     def learning_rates(step: int) -> dict[str, float]:
-        return {pattern: float(fn(step)) for pattern, fn in schedules.items()}
+        return {f"lr/{_group_name(p)}": float(fn(step)) for p, fn in schedules.items()}
 
     return tx, learning_rates

@@ -9,8 +9,11 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
-from dajax import checkpoints
+from dajax import checkpoints, visualize
+from dajax.data.registry import build_source
+from dajax.data.transforms import crop, resize_shorter
 from dajax.inference import DTYPES
 from dajax.models import DepthAnything, ModelConfig, init_params
 from dajax.models.variants import IMAGENET_MEAN, IMAGENET_STD
@@ -59,6 +62,46 @@ def normalize_images(images: jnp.ndarray) -> jnp.ndarray:
     if images.dtype == jnp.uint8:
         x = x / 255.0
     return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+
+
+def preview_images(source_spec, count: int, size: int) -> np.ndarray:
+    """The first `count` images of a source, centre-cropped to [count, size, size, 3] uint8."""
+    source = build_source(source_spec)
+    images = []
+    for i in range(min(count, len(source))):
+        record = resize_shorter({"image": source[i]["image"]}, size)
+        h, w = record["image"].shape[:2]
+        images.append(crop(record, (h - size) // 2, (w - size) // 2, size)["image"])
+    return np.stack(images)
+
+
+def depth_preview(model, images: np.ndarray, every: int):
+    """An `on_log` hook, called on every process: every `every` steps it logs `images`
+    ([N, H, W, 3] uint8, H and W multiples of 14) beside the model's colour-mapped disparity as
+    TensorBoard images `preview/<i>`. `every <= 0` disables it (returns None)."""
+    if every <= 0:
+        return None
+    predict = jax.jit(lambda params: model.apply({"params": params}, normalize_images(images)))
+
+    def hook(step: int, state, metrics_log) -> None:
+        if step % every:
+            return
+        disparities = multihost_utils.process_allgather(predict(state.params), tiled=True)
+        if not metrics_log.active:
+            return
+        for i, (image, disparity) in enumerate(zip(images, disparities, strict=True)):
+            depth_rgb = visualize.colorize(visualize.normalize_depth(disparity), "spectral_r")
+            metrics_log.image(step, f"preview/{i}", visualize.side_by_side(image, depth_rgb, 4))
+
+    return hook
+
+
+def labeled_preview(model, config):
+    """`depth_preview` on two images of the first labeled source, every `config.image_every`."""
+    if config.image_every <= 0:
+        return None
+    images = preview_images(config.data.labeled[0][0], 2, config.data.crop)
+    return depth_preview(model, images, config.image_every)
 
 
 def export(workdir: str, params, config: ModelConfig) -> str:

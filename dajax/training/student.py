@@ -88,7 +88,7 @@ def run(config, workdir: str) -> str:
         teacher_config, teacher_params = load_depth_anything(config.teacher)
         teacher_model = DepthAnything(teacher_config, dtype=model.dtype)
         frozen["teacher"] = jax.device_get(teacher_params)
-    tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
+    tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
     batches = StudentBatches(
         labeled_batches(config),
         unlabeled_dataset(
@@ -100,9 +100,11 @@ def run(config, workdir: str) -> str:
         ),
     )
     loss_fn = make_loss_fn(model, config, teacher_model)
-    state = train(
-        Recipe(lambda: host_init, tx, loss_fn, batches, frozen, model_config), config, workdir
+    preview = setup.labeled_preview(model, config)
+    recipe = Recipe(
+        lambda: host_init, tx, loss_fn, batches, frozen, model_config, preview, learning_rates
     )
+    state = train(recipe, config, workdir)
     return setup.export(workdir, state.params, model_config)
 
 

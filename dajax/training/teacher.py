@@ -42,11 +42,17 @@ def make_loss_fn(model):
 def run(config, workdir: str) -> str:
     """Trains the teacher; returns the path of its exported inference checkpoint."""
     model, model_config = setup.build_model(config.model)
-    tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
-
+    tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
     batches = iter(labeled_batches(config))
     init = lambda: setup.initial_params(model_config, config.init.dinov2, config.seed)  # noqa: E731
-    state = train(
-        Recipe(init, tx, make_loss_fn(model), batches, model_config=model_config), config, workdir
+    recipe = Recipe(
+        init,
+        tx,
+        make_loss_fn(model),
+        batches,
+        model_config=model_config,
+        on_log=setup.labeled_preview(model, config),
+        learning_rates=learning_rates,
     )
+    state = train(recipe, config, workdir)
     return setup.export(workdir, state.params, model_config)

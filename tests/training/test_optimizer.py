@@ -47,7 +47,7 @@ def test_decoder_learns_ten_times_faster():
     dec = float(jnp.abs(updates["depth_head"]["projects_0"]["kernel"]).mean())
     assert enc == pytest.approx(5e-6, rel=1e-3)  # Adam's first step moves by ~lr
     assert dec == pytest.approx(10 * enc, rel=1e-3)
-    assert lrs(0) == pytest.approx({"^depth_head/": 5e-5, ".*": 5e-6})
+    assert lrs(0) == pytest.approx({"lr/depth_head": 5e-5, "lr/rest": 5e-6})
 
 
 def jax_tree_ones(tree):

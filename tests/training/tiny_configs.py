@@ -17,6 +17,7 @@ def _shrink(config, steps: int):
     config.total_steps = steps
     config.log_every = 1
     config.checkpoint_every = 2
+    config.image_every = 2
     config.model.custom = TINY_MODEL
     config.data.crop = 28
     config.data.labeled_batch = 8  # divisible over the 8 test devices
