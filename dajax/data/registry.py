@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dajax.data.procedural import ProceduralScenes
 from dajax.data.pseudo_labels import PseudoLabelSource
+from dajax.data.rgbd_sources import KITTIList, NYUv2H5Tree, NYUv2Labeled, PairedFolders, TFDSDepth
 from dajax.data.unlabeled import UnlabeledImages
 
 
@@ -18,6 +19,27 @@ SOURCES = {
     "procedural_images": lambda spec: _procedural(spec, images_only=True),
     "image_folder": lambda spec: UnlabeledImages(spec.path),
     "pseudo_labels": lambda spec: PseudoLabelSource(spec.path),
+    "nyu_mat": lambda spec: NYUv2Labeled(spec.path, spec.get("split", "all"), spec.get("splits")),
+    "nyu_h5": lambda spec: NYUv2H5Tree(spec.path),
+    "kitti": lambda spec: KITTIList(
+        spec.list_file, spec.data_root, spec.depth_root, spec.get("max_depth", 80.0)
+    ),
+    "paired_folders": lambda spec: PairedFolders(
+        spec.images,
+        spec.depths,
+        spec.get("depth_format", "npy"),
+        spec.get("depth_scale", 1000.0),
+        spec.get("min_depth"),
+        spec.get("max_depth"),
+        spec.get("disparity", False),
+    ),
+    "tfds": lambda spec: TFDSDepth(
+        spec.name,
+        spec.split,
+        spec.get("data_dir"),
+        spec.get("image_key", "image"),
+        spec.get("depth_key", "depth"),
+    ),
 }
 
 

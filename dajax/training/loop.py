@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
+from tqdm import tqdm
 
 from dajax import checkpoints, sharding
 from dajax.models import ModelConfig
@@ -67,14 +69,26 @@ class Preempted(SystemExit):
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag the loop polls: save, then exit cleanly."""
+    """Turns SIGTERM into a flag the loop polls after each step: save, then exit cleanly.
+
+    With several processes the flag is OR-ed over all of them every step (a one-integer
+    all-gather), so one signalled process makes every process save the same step and exit
+    together instead of leaving the others blocked in a collective.
+    """
 
     def __init__(self):
-        self.requested = False
+        self._signalled = False
         self._previous = signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, *_):
-        self.requested = True
+        self._signalled = True
+
+    def requested(self) -> bool:
+        """Whether any process has received SIGTERM."""
+        if jax.process_count() == 1:
+            return self._signalled
+        flags = multihost_utils.process_allgather(np.int32(self._signalled))
+        return bool(np.max(flags))
 
     def restore(self) -> None:
         signal.signal(signal.SIGTERM, self._previous)
@@ -116,8 +130,15 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
     metrics_log = MetricsLog(workdir)
     preemption = _Preemption()
     compiled = None
+    step = int(state.step)
+    progress = tqdm(
+        initial=step,
+        total=config.total_steps,
+        desc="steps",
+        disable=jax.process_index() != 0,
+        dynamic_ncols=True,
+    )
     try:
-        step = int(state.step)
         t_log, step_log = time.perf_counter(), step
         while step < config.total_steps:
             batch = sharding.global_batch(next(recipe.batches), mesh)
@@ -135,13 +156,16 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
                 t_log, step_log = time.perf_counter(), step
                 if recipe.on_log:
                     recipe.on_log(step, state, metrics_log)
-            ckpt.save(step, state, recipe.batches, force=preemption.requested)
-            if preemption.requested:
+            preempted = preemption.requested()
+            ckpt.save(step, state, recipe.batches, force=preempted)
+            progress.update(1)
+            if preempted:
                 log.warning("SIGTERM: saved step %d, exiting", step)
                 raise Preempted(step)
         if ckpt.latest_step() != step:
             ckpt.save(step, state, recipe.batches, force=True)
     finally:
+        progress.close()
         preemption.restore()
         ckpt.close()
         metrics_log.close()

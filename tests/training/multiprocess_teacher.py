@@ -1,17 +1,20 @@
 """Runs 2 teacher steps on a fixed global batch, in one of `num_processes` JAX processes.
 
-    python tests/training/multiprocess_teacher.py PROCESS_ID NUM_PROCESSES PORT WORKDIR
+    python tests/training/multiprocess_teacher.py PROCESS_ID NUM_PROCESSES PORT WORKDIR [KILL]
 
 Every process holds 4 / NUM_PROCESSES CPU devices and feeds its contiguous slice of the same
 global batch, so any process count must give the same losses and params. Process 0 writes
 `WORKDIR/params.npz` (the final params, flattened) beside the run's `metrics.jsonl`.
+With KILL = `sigterm`, the last process sends itself SIGTERM after step 1 (a preempted host).
 """
 
 import os
+import signal
 import sys
 
 process_id, num_processes, port = map(int, sys.argv[1:4])
 workdir = sys.argv[4]
+preempt_last_process = sys.argv[5:] == ["sigterm"] and process_id == num_processes - 1
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={4 // num_processes}"
 sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "../..")]
@@ -52,6 +55,11 @@ class ProcessSlice:
         del state
 
 
+def preempt_after_step_1(step, state, metrics_log):
+    if preempt_last_process and step == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 if num_processes > 1:
     runtime.initialize(f"localhost:{port}", num_processes, process_id)
 config = tiny_student().teacher_stage
@@ -67,6 +75,7 @@ recipe = loop.Recipe(
     teacher.make_loss_fn(model),
     ProcessSlice(),
     model_config=model_config,
+    on_log=preempt_after_step_1,
 )
 state = loop.train(recipe, config, workdir)
 params = multihost_utils.process_allgather(state.params, tiled=True)

@@ -1,0 +1,283 @@
+"""Train-step speed: dajax's jitted teacher and student steps vs a PyTorch reference step.
+
+    python benchmarks/train_step.py                         # ViT-S, 518x518, labeled batch 2
+    python benchmarks/train_step.py --size 266 --iters 2    # quicker
+
+The reference is transformers' `DepthAnythingForDepthEstimation` (random weights, the released
+ViT-S sizes) trained with the same recipe written in PyTorch: the affine-invariant loss
+(median / mean-absolute-deviation per image, masked L1), AdamW with encoder LR 5e-6 and decoder
+10x, global-norm clipping at 1. dajax runs the same weights (converted through the Hugging Face
+key layout). Teacher step: a labeled batch. Student step: the labeled batch plus twice as many
+unlabeled images, colour jitter + grayscale + Gaussian blur + CutMix on the student input, the
+CutMix loss against pseudo-labels, and the feature-alignment loss against a frozen copy of the
+encoder (margin 0.15). The reference student applies brightness/contrast/saturation jitter,
+grayscale and blur but no hue rotation (no stock PyTorch op); that work is a negligible part of
+a step. Both compute in float32. The first step's loss is printed for both: equal for the
+teacher (same weights, same batch: an equal-work check); the student's differ by their random
+perturbations and CutMix boxes. Prints seconds per step, the speed-up and, given
+`--peak-tflops`, MFU from XLA's FLOP count of the compiled step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from transformers import Dinov2Model  # noqa: E402
+
+from benchmarks.inference import hf_model  # noqa: E402
+from configs import common  # noqa: E402
+from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
+from dajax.training import student, teacher  # noqa: E402
+from dajax.training.optimizer import build_optimizer  # noqa: E402
+from dajax.training.state import create_state, make_train_step  # noqa: E402
+from dajax.weights.depth_anything_keys import official_to_flax, to_official  # noqa: E402
+
+MARGIN = 0.15
+
+
+def student_config() -> ml_collections.ConfigDict:
+    """The loss and perturbation settings of `configs/student.py`."""
+    from configs import student as student_cfg
+
+    full = student_cfg.get_config()
+    return ml_collections.ConfigDict({"loss": full.loss, "perturb": full.perturb})
+
+
+def make_batch(labeled: int, size: int, with_unlabeled: bool) -> dict[str, np.ndarray]:
+    """A fixed random batch with the student/teacher keys."""
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.integers(0, 256, (labeled, size, size, 3), np.uint8),
+        "target": rng.uniform(0.05, 1.0, (labeled, size, size)).astype(np.float32),
+        "mask": rng.uniform(size=(labeled, size, size)) > 0.1,
+    }
+    if not with_unlabeled:
+        return batch
+    out = {f"l_{k}": v for k, v in batch.items()}
+    out["u_image"] = rng.integers(0, 256, (2 * labeled, size, size, 3), np.uint8)
+    out["u_pseudo"] = rng.uniform(0.0, 1.0, (2 * labeled, size, size)).astype(np.float32)
+    return out
+
+
+# ---- the PyTorch reference recipe ---------------------------------------------------------
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def torch_normalize(images01: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] in [0, 1] -> ImageNet-normalised."""
+    return (images01 - MEAN) / STD
+
+
+def torch_affine_invariant(pred, target, mask) -> torch.Tensor:
+    """Mean over images of the masked L1 between median/MAD-normalised maps."""
+    losses = []
+    for p, t, m in zip(pred, target, mask, strict=True):
+        if m.sum() == 0:
+            continue
+        pv, tv = p[m], t[m]
+        pn = (pv - pv.detach().quantile(0.5)) / (pv - pv.detach().quantile(0.5)).abs().mean()
+        tn = (tv - tv.quantile(0.5)) / (tv - tv.quantile(0.5)).abs().mean().clamp_min(1e-6)
+        losses.append((pn - tn).abs().mean())
+    return torch.stack(losses).mean()
+
+
+def torch_perturb(x: torch.Tensor) -> torch.Tensor:
+    """Brightness/contrast/saturation jitter, grayscale and a 9-tap Gaussian blur."""
+    b = x.shape[0]
+    factor = lambda: torch.empty(b, 1, 1, 1).uniform_(0.6, 1.4)  # noqa: E731
+    gray = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    x = (x * factor()).clamp(0, 1)
+    x = (x - gray.mean((2, 3), keepdim=True)) * factor() + gray.mean((2, 3), keepdim=True)
+    x = (gray + (x.clamp(0, 1) - gray) * factor()).clamp(0, 1)
+    x = torch.where(torch.rand(b, 1, 1, 1) < 0.2, gray.expand_as(x), x)
+    sigma = torch.empty(b).uniform_(0.1, 2.0)
+    taps = torch.arange(-4, 5, dtype=torch.float32)
+    w = torch.exp(-0.5 * (taps[None] / sigma[:, None]) ** 2)
+    w = (w / w.sum(1, keepdim=True)).repeat_interleave(3, 0)
+    y = x.reshape(1, b * 3, *x.shape[2:])
+    y = F.conv2d(F.pad(y, (4, 4, 0, 0), mode="replicate"), w.view(b * 3, 1, 1, 9), groups=b * 3)
+    y = F.conv2d(F.pad(y, (0, 0, 4, 4), mode="replicate"), w.view(b * 3, 1, 9, 1), groups=b * 3)
+    return y.reshape(x.shape)
+
+
+def torch_cutmix_masks(b: int, h: int, w: int) -> torch.Tensor:
+    """Box masks [B, H, W] (area ~ U(0, 1)), each applied with probability 0.5."""
+    lam = torch.rand(b)
+    cy, cx = torch.rand(b) * h, torch.rand(b) * w
+    ys = torch.arange(h).view(1, h, 1) + 0.5
+    xs = torch.arange(w).view(1, 1, w) + 0.5
+    inside = ((ys - cy.view(b, 1, 1)).abs() < h * lam.sqrt().view(b, 1, 1) / 2) & (
+        (xs - cx.view(b, 1, 1)).abs() < w * lam.sqrt().view(b, 1, 1) / 2
+    )
+    return (inside & (torch.rand(b, 1, 1) < 0.5)).float()
+
+
+def torch_forward(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(disparity [B, H, W], final patch features [B, N, C]) in one backbone pass."""
+    feature_maps = model.backbone(x).feature_maps
+    ph, pw = x.shape[2] // 14, x.shape[3] // 14
+    depth = model.head(model.neck(list(feature_maps), ph, pw), ph, pw)
+    return depth, feature_maps[-1][:, 1:]
+
+
+def torch_student_loss(model, frozen, batch) -> torch.Tensor:
+    """L_l + CutMix L_u + L_feat, the reference student objective."""
+    l_img = torch_normalize(batch["l_image"].permute(0, 3, 1, 2).float() / 255)
+    pred_l, _ = torch_forward(model, l_img)
+    loss = torch_affine_invariant(pred_l, batch["l_target"], batch["l_mask"])
+    u_a = batch["u_image"].permute(0, 3, 1, 2).float() / 255
+    u_b = u_a.roll(1, 0)
+    t_a = batch["u_pseudo"]
+    t_b = t_a.roll(1, 0)
+    b, h, w = t_a.shape
+    m = torch_cutmix_masks(b, h, w)
+    x_u = torch_normalize(torch_perturb(u_a * m[:, None] + u_b * (1 - m[:, None])))
+    pred_u, feats = torch_forward(model, x_u)
+    inside, outside = m > 0.5, m < 0.5
+    loss_u = 0.0
+    for t, region in ((t_a, inside), (t_b, outside)):
+        has = region.flatten(1).any(1)
+        if has.any():
+            weight = region.flatten(1).float().mean(1)[has].mean()
+            loss_u = loss_u + weight * torch_affine_invariant(pred_u[has], t[has], region[has])
+    with torch.no_grad():
+        ref = frozen(pixel_values=x_u).last_hidden_state[:, 1:]
+    distance = 1 - F.cosine_similarity(feats, ref, dim=-1)
+    keep = (distance >= MARGIN).float()
+    loss_f = (distance * keep).sum() / keep.sum().clamp_min(1)
+    return loss + loss_u + loss_f
+
+
+def torch_setup(ref, lr: float):
+    """AdamW with the encoder at `lr` and everything else at 10x."""
+    enc = [p for n, p in ref.named_parameters() if n.startswith("backbone.")]
+    dec = [p for n, p in ref.named_parameters() if not n.startswith("backbone.")]
+    return torch.optim.AdamW([{"params": enc, "lr": lr}, {"params": dec, "lr": 10 * lr}])
+
+
+def torch_step(ref, opt, loss_fn) -> float:
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+    opt.step()
+    return float(loss)
+
+
+# ---- timing -------------------------------------------------------------------------------
+
+
+def timed(fn, iters: int) -> tuple[float, float]:
+    """(first call's result, median seconds of `iters` further calls)."""
+    first = fn()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return first, float(np.median(times))
+
+
+def dajax_runner(model, params, loss_fn, batch, frozen):
+    """A closure running one jitted, donated train step; returns the step's loss."""
+    optim = common.optim()
+    optim.warmup_steps = 0
+    tx, _ = build_optimizer(optim, param_shapes(model), total_steps=1000)
+    step = jax.jit(make_train_step(loss_fn, tx, seed=0), donate_argnums=0)
+    holder = {"state": create_state(jax.tree.map(jnp.array, params), tx)}
+    batch = jax.device_put(batch)
+
+    def run() -> float:
+        holder["state"], metrics = step(holder["state"], batch, frozen)
+        return float(metrics["loss"])
+
+    return run, step.lower(holder["state"], batch, frozen).compile()
+
+
+def flops_per_step(compiled) -> float | None:
+    """XLA's FLOP count of a compiled step, if it reports one."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return (cost or {}).get("flops")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl"])
+    p.add_argument("--size", type=int, default=518)
+    p.add_argument("--labeled-batch", type=int, default=2)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak, for MFU")
+    args = p.parse_args()
+
+    config = ModelConfig.from_variant(args.encoder, "v2", pos_embed="hf")
+    torch.manual_seed(0)
+    ref = hf_model(config).train()
+    state = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    model = DepthAnything(config)
+    params = official_to_flax(to_official(state), param_shapes(model))
+    frozen_torch = Dinov2Model(ref.backbone.config).eval()
+    frozen_torch.load_state_dict(
+        {k.removeprefix("backbone."): v for k, v in ref.state_dict().items() if "backbone." in k},
+        strict=False,
+    )
+
+    print(
+        f"device: {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores), torch threads {torch.get_num_threads()}, jax {jax.__version__}"
+    )
+    print(
+        f"{args.encoder} {args.size}x{args.size} float32, labeled batch {args.labeled_batch}"
+        f" (student: + {2 * args.labeled_batch} unlabeled)\n"
+    )
+    print("| step | dajax s/step | PyTorch s/step | speed-up | loss dajax | loss PyTorch | MFU |")
+    print("|---|---|---|---|---|---|---|")
+    for stage in ("teacher", "student"):
+        is_student = stage == "student"
+        batch = make_batch(args.labeled_batch, args.size, is_student)
+        if is_student:
+            loss_fn = student.make_loss_fn(model, student_config())
+            frozen = {"dinov2": jax.tree.map(jnp.array, params["pretrained"])}
+        else:
+            loss_fn, frozen = teacher.make_loss_fn(model), None
+        run, compiled = dajax_runner(model, params, loss_fn, batch, frozen)
+        j_loss, j_s = timed(run, args.iters)
+
+        ref.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+        opt = torch_setup(ref, 5e-6)
+        tb = {k: torch.from_numpy(v) for k, v in batch.items()}
+        if is_student:
+            t_fn = lambda tb=tb: torch_student_loss(ref, frozen_torch, tb)  # noqa: E731
+        else:
+            x = torch_normalize(tb["image"].permute(0, 3, 1, 2).float() / 255)
+            t_fn = lambda x=x, tb=tb: torch_affine_invariant(  # noqa: E731
+                ref(pixel_values=x).predicted_depth, tb["target"], tb["mask"]
+            )
+        t_loss, t_s = timed(lambda o=opt, f=t_fn: torch_step(ref, o, f), args.iters)
+        flops = flops_per_step(compiled)
+        mfu = (
+            f"{flops / j_s / (args.peak_tflops * 1e12):.1%}" if flops and args.peak_tflops else "-"
+        )
+        print(
+            f"| {stage} | {j_s:.2f} | {t_s:.2f} | {t_s / j_s:.2f}x | {j_loss:.4f} | "
+            f"{t_loss:.4f} | {mfu} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
