@@ -37,7 +37,8 @@ class Recipe:
       init_params: () -> host params tree (numpy), e.g. DINOv2 encoder + fresh head.
       tx: the optimiser.
       loss_fn: `(params, batch, frozen, rng) -> (loss, metrics)`.
-      batches: iterator of per-process numpy batch dicts with `get_state`/`set_state`.
+      batches: iterator of per-process numpy batch dicts with `get_state`/`set_state` and
+        `start_prefetch` (the grain `DatasetIterator` protocol that its Orbax handler uses).
       frozen: a pytree of non-trained arrays passed to every step (or None).
       model_config: the architecture, written to `workdir/model_config.json` so that
         `python -m dajax.export` can rebuild the model from the workdir alone.

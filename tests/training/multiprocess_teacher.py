@@ -54,6 +54,9 @@ class ProcessSlice:
     def set_state(self, state):
         del state
 
+    def start_prefetch(self):
+        """grain's checkpoint handler calls this after a restore; nothing to prefetch here."""
+
 
 def preempt_after_step_1(step, state, metrics_log):
     if preempt_last_process and step == 1:
