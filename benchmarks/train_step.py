@@ -199,7 +199,7 @@ def dajax_runner(model, params, loss_fn, batch, frozen):
     optim.warmup_steps = 0
     tx, _ = build_optimizer(optim, param_shapes(model), total_steps=1000)
     step = jax.jit(make_train_step(loss_fn, tx, seed=0), donate_argnums=0)
-    holder = {"state": create_state(jax.tree.map(jnp.array, params), tx)}
+    holder = {"state": jax.jit(lambda p: create_state(p, tx))(params)}  # distinct buffers
     batch = jax.device_put(batch)
 
     def run() -> float:

@@ -186,6 +186,8 @@ class KITTIList:
 
     def __init__(self, list_file: str, data_root: str, depth_root: str, max_depth: float = 80.0):
         _require(list_file, "KITTI list file")
+        _require(data_root, "KITTI image root")
+        _require(depth_root, "KITTI depth root")
         self.data_root, self.depth_root, self.max_depth = data_root, depth_root, max_depth
         self.items: list[tuple[str, str, float]] = []
         skipped = 0
@@ -325,8 +327,13 @@ def _by_stem(root: str, extensions: tuple[str, ...]) -> dict[str, str]:
     for directory, _, files in os.walk(root):
         for name in files:
             if name.lower().endswith(extensions):
-                stem = os.path.relpath(os.path.join(directory, name), root).rsplit(".", 1)[0]
-                found[stem] = os.path.join(directory, name)
+                path = os.path.join(directory, name)
+                stem = os.path.relpath(path, root).rsplit(".", 1)[0]
+                if stem in found:
+                    raise ValueError(
+                        f"{path}: same stem as {found[stem]}; pairs would be ambiguous"
+                    )
+                found[stem] = path
     return found
 
 

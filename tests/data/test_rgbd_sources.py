@@ -124,6 +124,9 @@ def test_paired_folder_errors_name_the_files(tmp_path):
     source = rgbd_sources.PairedFolders(str(tmp_path / "rgb"), str(tmp_path / "depth"))
     with pytest.raises(ValueError, match=r"a\.png \+ .*a\.npy: image \(5, 6\) and depth \(4, 6\)"):
         source[0]
+    _write_png(tmp_path / "rgb" / "a.jpg", _coded_image(5, 6))
+    with pytest.raises(ValueError, match=r"a\.(jpg|png): same stem as"):
+        rgbd_sources.PairedFolders(str(tmp_path / "rgb"), str(tmp_path / "depth"))
     with pytest.raises(FileNotFoundError, match="nowhere: image folder not found"):
         rgbd_sources.PairedFolders(str(tmp_path / "nowhere"), str(tmp_path / "depth"))
 
