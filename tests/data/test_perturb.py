@@ -2,23 +2,12 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
+from configs import student
 from dajax.data import perturb
 
-PERTURB = ml_collections.ConfigDict(
-    {
-        "jitter_p": 0.8,
-        "brightness": 0.4,
-        "contrast": 0.4,
-        "saturation": 0.4,
-        "hue": 0.1,
-        "gray_p": 0.2,
-        "blur_p": 0.5,
-        "blur_sigma": (0.1, 2.0),
-    }
-)
+PERTURB = student.get_config().perturb  # the paper's settings, as the student uses them
 
 
 def test_cutmix_masks_are_single_boxes_applied_with_probability_p():
