@@ -84,19 +84,13 @@ def test_masked_pixels_are_ignored():
         assert out[k] == pytest.approx(expected[k], rel=1e-6), k
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_numpy_transcription_float64(seed):
-    pred, gt, mask = random_batch(seed, dtype=np.float64)
-    with jax.enable_x64(True):
+@pytest.mark.parametrize(
+    ("seed", "dtype"), [(0, np.float64), (1, np.float64), (2, np.float64), (3, np.float32)]
+)
+def test_matches_numpy_transcription(seed, dtype):
+    pred, gt, mask = random_batch(seed, dtype=dtype)
+    with jax.enable_x64(dtype == np.float64):
         out = depth_metrics(pred, gt, mask)
-    expected = reference_metrics(pred, gt, mask)
-    for k in METRIC_KEYS:
-        assert out[k] == pytest.approx(expected[k], rel=1e-6), k
-
-
-def test_matches_numpy_transcription_float32():
-    pred, gt, mask = random_batch(3)
-    out = depth_metrics(pred, gt, mask)
     expected = reference_metrics(pred, gt, mask)
     for k in METRIC_KEYS:
         assert out[k] == pytest.approx(expected[k], rel=1e-6), k
