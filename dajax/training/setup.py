@@ -105,19 +105,16 @@ def labeled_preview(model, config):
 
 
 def export(workdir: str, params, config: ModelConfig) -> str:
-    """Writes params as the inference checkpoint `workdir/export`.
+    """Writes params as the inference checkpoint `workdir/export` (process 0).
 
-    Called on every process: the (possibly sharded, multi-process) params are gathered to host
-    arrays collectively, then process 0 writes. An existing export (from a shorter run resumed
-    with more steps) is replaced atomically: the new one is written beside it and swapped in by
-    rename.
+    An existing export (from a shorter run resumed with more steps) is replaced atomically:
+    the new one is written beside it and swapped in by rename.
     """
     path = os.path.join(workdir, "export")
-    host_params = multihost_utils.process_allgather(params, tiled=True)
     if jax.process_index() == 0:
         staging = path + ".tmp"
         shutil.rmtree(staging, ignore_errors=True)
-        checkpoints.save_inference_params(staging, host_params, config)
+        checkpoints.save_inference_params(staging, jax.device_get(params), config)
         if os.path.exists(path):
             shutil.rmtree(path)
         os.replace(staging, path)

@@ -3,8 +3,8 @@
     python tests/training/multiprocess_teacher.py PROCESS_ID NUM_PROCESSES PORT WORKDIR [KILL]
 
 Every process holds 4 / NUM_PROCESSES CPU devices and feeds its contiguous slice of the same
-global batch, so any process count must give the same losses and params. The run ends with the
-stages' own export (`WORKDIR/export`, gathered over all processes) beside `metrics.jsonl`.
+global batch, so any process count must give the same losses and params. Process 0 writes
+`WORKDIR/params.npz` (the final params, flattened) beside the run's `metrics.jsonl`.
 With KILL = `sigterm`, the last process sends itself SIGTERM after step 1 (a preempted host).
 """
 
@@ -19,7 +19,9 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={4 // num_processes}"
 sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "../..")]
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from jax.experimental import multihost_utils  # noqa: E402
 from tiny_configs import tiny_student  # noqa: E402
 
 from dajax import runtime  # noqa: E402
@@ -79,4 +81,7 @@ recipe = loop.Recipe(
     on_log=preempt_after_step_1,
 )
 state = loop.train(recipe, config, workdir)
-setup.export(workdir, state.params, model_config)
+params = multihost_utils.process_allgather(state.params, tiled=True)
+if process_id == 0:
+    flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    np.savez(os.path.join(workdir, "params.npz"), **flat)

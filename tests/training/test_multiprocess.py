@@ -7,10 +7,7 @@ import socket
 import subprocess
 import sys
 
-import jax
 import numpy as np
-
-from dajax import checkpoints
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "multiprocess_teacher.py")
 
@@ -55,10 +52,7 @@ def test_two_processes_match_one_process_across_a_preemption(tmp_path):
     one, two_losses = _losses(tmp_path / "one"), _losses(two)
     assert len(one) == 2 and one[0] != one[1]  # the first update changed the loss
     np.testing.assert_allclose(two_losses, one, rtol=1e-5)
-    _, p_one = checkpoints.load_inference_params(tmp_path / "one" / "export")
-    _, p_two = checkpoints.load_inference_params(two / "export")
-    leaves_one = jax.tree_util.tree_leaves_with_path(p_one)
-    assert jax.tree.structure(p_one) == jax.tree.structure(p_two)
-    for (path, a), b in zip(leaves_one, jax.tree.leaves(p_two), strict=True):
-        name = jax.tree_util.keystr(path)
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6, err_msg=name)
+    p_one, p_two = np.load(tmp_path / "one" / "params.npz"), np.load(two / "params.npz")
+    assert set(p_one) == set(p_two)
+    for name in p_one:
+        np.testing.assert_allclose(p_two[name], p_one[name], rtol=1e-4, atol=1e-6, err_msg=name)
