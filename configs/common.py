@@ -43,6 +43,8 @@ def model(variant: str, demo: bool) -> ml_collections.ConfigDict:
             "encoder": "vits" if demo else variant,
             "version": "v2",
             "custom": DEMO_MODEL if demo else {},
+            "head": "relative",  # 'metric': sigmoid x max_depth (metres)
+            "max_depth": 0.0,
             "dtype": "float32" if demo else "bfloat16",
             "remat": False,
             "attention": "auto",

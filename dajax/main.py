@@ -23,10 +23,15 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, logs and exp
 
 
 def _stages():
-    from dajax.training import pseudo_label, student, teacher
+    from dajax.classify import study
+    from dajax.eval import evaluate
+    from dajax.training import metric, pseudo_label, student, teacher
 
     return {
+        "eval": evaluate.run,
+        "classify": study.run,
         "teacher": teacher.run,
+        "metric": metric.run,
         "pseudo_label": pseudo_label.run,
         "student": student.run,
         "demo": student.run_demo,

@@ -7,8 +7,9 @@
 `--input` is an image, a folder (searched recursively) or a .txt list of paths. By default each
 image is written as `OUT/<stem>.png`: the image and its colour-mapped depth side by side.
 `--save-npy` writes float32 `[H, W]` maps, `--save-png16` 16-bit PNGs whose scale and offset are
-recorded (PNG text chunk and `<stem>.json`). Unreadable files are reported and skipped; the exit
-code is 1 when any file failed.
+recorded (PNG text chunk and `<stem>.json`), `--ply` coloured point clouds of metric models
+(`--focal` pixels or `--fov` degrees; see `dajax.io.pointcloud`). Unreadable files are reported
+and skipped; the exit code is 1 when any file failed.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grayscale", action="store_true", help="grey depth instead of a colormap")
     p.add_argument("--save-npy", action="store_true", help="also write float32 OUT/<stem>.npy")
     p.add_argument("--save-png16", action="store_true", help="also write 16-bit OUT/<stem>_16.png")
+    p.add_argument(
+        "--ply", action="store_true", help="also write OUT/<stem>.ply point clouds (metric models)"
+    )
+    p.add_argument("--focal", type=float, help="focal length in pixels for --ply (fx = fy)")
+    p.add_argument(
+        "--fov", type=float, default=60.0, help="horizontal field of view for --ply, degrees"
+    )
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--video", action="store_true", help="--input is a video; write a depth video")
     return p
@@ -128,8 +136,23 @@ def predict_images(estimator, paths: list[str], args: argparse.Namespace) -> int
                     np.save(stem + ".npy", depth.astype(np.float32))
                 if args.save_png16:
                     write_depth_png16(stem + "_16.png", depth)
+                if args.ply:
+                    _write_point_cloud(stem + ".ply", image, depth, args)
             bar.update(len(chunk))
     return failures
+
+
+def _write_point_cloud(path: str, image: np.ndarray, depth: np.ndarray, args) -> None:
+    """Back-projects metric depth with `--focal` (pixels) or `--fov` (degrees)."""
+    from dajax.io.pointcloud import Intrinsics, depth_to_points, write_ply
+
+    h, w = depth.shape
+    if args.focal:
+        intrinsics = Intrinsics.from_focal(w, h, args.focal)
+    else:
+        intrinsics = Intrinsics.from_fov(w, h, args.fov)
+    points, pixels = depth_to_points(depth, intrinsics)
+    write_ply(path, points, image.reshape(-1, 3)[pixels])
 
 
 def _default_cmap(estimator) -> str:
@@ -230,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         estimator = load_estimator(args)
     except SystemExit as e:
         return int(e.code)
+    if args.ply and estimator.config.head != "metric":
+        print(
+            "error: --ply needs a metric model (metres); this checkpoint predicts relative "
+            "disparity",
+            file=sys.stderr,
+        )
+        return 2
     os.makedirs(args.outdir, exist_ok=True)
     if args.demo and not args.input:
         args.input = write_demo_inputs(args.outdir)

@@ -50,6 +50,7 @@ def labeled_dataset(
     batch_size: int,
     seed: int,
     flip: bool = True,
+    target: str = "disparity",
     workers: int = 0,
 ) -> grain.IterDataset:
     """Per-process batches `{image [b,S,S,3] uint8, target [b,S,S] float32, mask [b,S,S]}`.
@@ -61,11 +62,12 @@ def labeled_dataset(
       batch_size: per-process batch.
       seed: shuffling and augmentation seed.
       flip: random horizontal flips.
+      target: 'disparity' (normalised, relative training) or 'depth' (metres, metric).
       workers: grain worker processes (0 = in-process threads).
     """
     parts = [_process_shard(s).seed(seed + i).shuffle().repeat() for i, s in enumerate(sources)]
     mixed = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, weights)
-    mixed = mixed.random_map(LabeledTrainTransform(size, flip), seed=seed)
+    mixed = mixed.random_map(LabeledTrainTransform(size, flip, target), seed=seed)
     return _finish(mixed, batch_size, workers)
 
 

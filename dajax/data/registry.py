@@ -6,6 +6,7 @@ from dajax.data.procedural import ProceduralScenes
 from dajax.data.pseudo_labels import PseudoLabelSource
 from dajax.data.rgbd_sources import KITTIList, NYUv2H5Tree, NYUv2Labeled, PairedFolders, TFDSDepth
 from dajax.data.unlabeled import UnlabeledImages
+from dajax.eval.benchmarks import DDAD, DIODE, ETH3D, Sintel
 
 
 def _procedural(spec, images_only: bool):
@@ -40,6 +41,10 @@ SOURCES = {
         spec.get("image_key", "image"),
         spec.get("depth_key", "depth"),
     ),
+    "sintel": lambda spec: Sintel(spec.path, spec.get("render_pass", "final")),
+    "ddad": lambda spec: DDAD(spec.path),
+    "eth3d": lambda spec: ETH3D(spec.path),
+    "diode": lambda spec: DIODE(spec.path),
 }
 
 

@@ -17,6 +17,8 @@ import numpy as np
 
 log = logging.getLogger("dajax")
 
+TARGETS = ("disparity", "depth")
+
 
 def resize_shorter(record: dict, size: int) -> dict:
     """Resizes so the shorter side is `size` (aspect kept)."""
@@ -85,13 +87,20 @@ def sanitize(record: dict) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class LabeledTrainTransform(grain.transforms.RandomMap):
-    """Resize shorter side, random square crop, random horizontal flip, disparity target.
+    """Resize shorter side, random square crop, random horizontal flip, training target.
 
-    Output: `{image [S,S,3] uint8, target [S,S] float32 in [0,1], mask [S,S] bool}`.
+    Output: `{image [S,S,3] uint8, target [S,S] float32, mask [S,S] bool}`; the target is the
+    per-image normalised disparity in [0, 1] (`target='disparity'`, relative training) or the
+    depth in metres (`target='depth'`, metric fine-tuning; 0 where invalid).
     """
 
     size: int = 518
     flip: bool = True
+    target: str = "disparity"
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
         record = resize_shorter(sanitize(record), self.size)
@@ -106,7 +115,11 @@ class LabeledTrainTransform(grain.transforms.RandomMap):
             record = hflip(record)
         return {
             "image": record["image"],
-            "target": disparity_target(record["depth"], record["mask"]),
+            "target": (
+                disparity_target(record["depth"], record["mask"])
+                if self.target == "disparity"
+                else np.where(record["mask"], record["depth"], 0.0).astype(np.float32)
+            ),
             "mask": record["mask"],
         }
 

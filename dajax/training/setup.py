@@ -24,7 +24,9 @@ log = logging.getLogger("dajax")
 
 def model_config(model_cfg) -> ModelConfig:
     """`ModelConfig` from `config.model` (a released variant, or `custom` field overrides)."""
-    base = ModelConfig.from_variant(model_cfg.encoder, model_cfg.version)
+    base = ModelConfig.from_variant(
+        model_cfg.encoder, model_cfg.version, model_cfg.head, model_cfg.max_depth
+    )
     custom = dict(model_cfg.get("custom") or {})
     return base.replace(**custom) if custom else base
 

@@ -112,7 +112,7 @@ def run_demo(config, workdir: str) -> None:
     """Teacher -> pseudo-labels -> student -> evaluation of both, on procedural scenes."""
     import os
 
-    from dajax.eval.relative_eval import evaluate_checkpoints
+    from dajax.eval.evaluate import evaluate_checkpoints
     from dajax.training import pseudo_label, teacher
 
     teacher_dir = teacher.run(config.teacher_stage, os.path.join(workdir, "teacher"))

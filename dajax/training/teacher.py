@@ -13,8 +13,9 @@ from dajax.training.loop import Recipe, train
 from dajax.training.optimizer import build_optimizer
 
 
-def labeled_batches(config):
-    """The labeled mixture of `config.data.labeled` ((source spec, weight), ...)."""
+def labeled_batches(config, target: str = "disparity"):
+    """The labeled mixture of `config.data.labeled` ((source spec, weight), ...), with
+    normalised disparity targets or, for metric fine-tuning, depth in metres."""
     sources = [build_source(spec) for spec, _ in config.data.labeled]
     weights = [w for _, w in config.data.labeled]
     return labeled_dataset(
@@ -23,6 +24,7 @@ def labeled_batches(config):
         size=config.data.crop,
         batch_size=config.data.labeled_batch,
         seed=config.seed,
+        target=target,
         workers=config.data.workers,
     )
 

@@ -122,3 +122,23 @@ def test_demo_runs_on_built_in_scenes(tmp_path, capsys):
     assert "RANDOM" in capsys.readouterr().err
     assert np.load(tmp_path / "scene_0.npy").shape == (518, 518)
     assert (tmp_path / "inputs" / "scene_1.png").exists()
+
+
+def test_point_clouds_for_metric_models_only(tmp_path, weights, capsys):
+    from dajax.io.pointcloud import read_ply
+
+    cv2.imwrite(str(tmp_path / "x.png"), np.full((28, 42, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    args = ["--input", str(tmp_path / "x.png"), "--outdir", str(out), "--input-size", "28"]
+    assert predict.main(["--weights", weights, "--ply", *args]) == 2  # relative checkpoint
+    assert "--ply needs a metric model" in capsys.readouterr().err
+    metric = tmp_path / "metric"
+    tiny_depth_anything(metric=True, max_depth=20).save_pretrained(metric / "hf")
+    assert convert.main([str(metric / "hf" / "model.safetensors"), str(metric / "ckpt")]) == 0
+    flags = ["--weights", str(metric / "ckpt"), "--ply", "--focal", "30", "--save-npy", *args]
+    assert predict.main(flags) == 0
+    points, colors = read_ply(out / "x.ply")
+    depth = np.load(out / "x.npy")
+    assert points.shape == (28 * 42, 3) and (colors == 90).all()
+    np.testing.assert_allclose(points[:, 2], depth.reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(points[0, :2] / points[0, 2], [-20.5 / 30, -13.5 / 30], rtol=1e-5)

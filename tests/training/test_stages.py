@@ -10,8 +10,10 @@ import optax
 import pytest
 from tiny_configs import tiny_student
 
+from configs import eval as eval_config
 from dajax import checkpoints, export
 from dajax.data.pseudo_labels import PseudoLabelSource
+from dajax.eval import evaluate
 from dajax.training import loop, pseudo_label, student, teacher
 from dajax.training.metrics_log import read_metrics
 from dajax.training.state import create_state, make_train_step
@@ -68,6 +70,20 @@ def test_student_logs_every_loss_and_the_demo_evaluates_both(demo_run):
     assert set(results) == {"teacher", "student"}
     for scores in results.values():
         assert scores["images"] == 4 and 0 <= scores["a1"] <= 1 and scores["abs_rel"] > 0
+
+
+def test_eval_stage_scores_the_demo_checkpoint(demo_run, tmp_path, capsys):
+    _, workdir = demo_run
+    weights = workdir / "student" / "export"
+    config = eval_config.get_config(f"dataset=procedural,input_size=28,flip,weights={weights}")
+    config.benchmarks.procedural.data.update(num_scenes=3, height=32, width=36)
+    results = evaluate.run(config, str(tmp_path))
+    assert "| procedural | 3 |" in capsys.readouterr().out
+    with open(tmp_path / "eval.json") as f:
+        saved = json.load(f)
+    assert saved["protocol"] == "relative" and saved["flip"] is True
+    assert saved["results"] == results
+    assert 0 < results["procedural"]["abs_rel"] and 0 <= results["procedural"]["a1"] <= 1
 
 
 def test_export_cli_writes_the_newest_checkpoint_params(teacher_run, tmp_path, capsys):

@@ -1,0 +1,97 @@
+"""Stage `metric`: metric-depth fine-tuning of a V2-style metric head (sigmoid × max_depth).
+
+As the official V2 `metric_depth/train.py`: the encoder starts from a relative Depth Anything
+checkpoint (only its `pretrained` weights, `init.load='encoder'`), from DINOv2, or — to continue
+from an official metric checkpoint (Hypersim / Virtual KITTI) — from all of a checkpoint's
+weights (`init.load='all'`); the loss is SiLog on depth in metres over the pixels with
+`min_depth ≤ gt ≤ max_depth`; AdamW with encoder LR 5e-6, decoder 10×, poly decay (power 0.9).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import numpy as np
+
+from dajax.models import ModelConfig, param_shapes
+from dajax.training import losses, setup
+from dajax.training.loop import Recipe, train
+from dajax.training.optimizer import build_optimizer
+from dajax.training.teacher import labeled_batches
+from dajax.weights.pretrained import load_depth_anything
+
+log = logging.getLogger("dajax")
+
+LOADS = ("encoder", "all")
+
+
+def make_loss_fn(model, min_depth: float, max_depth: float, lam: float = 0.5):
+    """`(params, batch, frozen, rng) -> (loss, metrics)`: SiLog of the predicted metres against
+    `batch = {image [B,H,W,3] uint8, target [B,H,W] metres, mask [B,H,W] bool}`.
+
+    Only pixels with a valid target inside [min_depth, max_depth] (metres) count.
+    """
+
+    def loss_fn(params, batch, frozen, rng):
+        pred = model.apply({"params": params}, setup.normalize_images(batch["image"]))
+        target = batch["target"]
+        valid = batch["mask"] & (target >= min_depth) & (target <= max_depth)
+        loss = losses.silog_loss(pred, target, valid, lam)
+        return loss, {"loss_silog": loss}
+
+    return loss_fn
+
+
+def initial_params(config: ModelConfig, init, seed: int) -> dict:
+    """Host params for fine-tuning (see the module docstring).
+
+    Args:
+      config: the metric model's architecture.
+      init: `config.init` with `weights` (a Depth Anything checkpoint or ''), `load`
+        ('encoder' | 'all') and `dinov2` (used when `weights` is '').
+    """
+    params = setup.initial_params(config, "" if init.weights else init.dinov2, seed)
+    if not init.weights:
+        return params
+    if init.load not in LOADS:
+        raise ValueError(f"init.load must be one of {LOADS}, got {init.load!r}")
+    loaded_config, loaded = load_depth_anything(init.weights, arch=config.encoder)
+    if (loaded_config.dim, loaded_config.depth) != (config.dim, config.depth):
+        raise ValueError(
+            f"{init.weights}: a {loaded_config.dim}-wide {loaded_config.depth}-block encoder "
+            f"does not fit the configured {config.dim}-wide {config.depth}-block one"
+        )
+    parts = ("pretrained",) if init.load == "encoder" else ("pretrained", "depth_head")
+    for part in parts:
+        _check_same_shapes(params[part], loaded[part], f"{init.weights} [{part}]")
+        params[part] = jax.tree.map(np.asarray, loaded[part])
+    log.info("initialised %s from %s", " and ".join(parts), init.weights)
+    return params
+
+
+def _check_same_shapes(want: dict, got: dict, where: str) -> None:
+    want_shapes = jax.tree.map(np.shape, want)
+    got_shapes = jax.tree.map(np.shape, got)
+    if want_shapes != got_shapes:
+        raise ValueError(f"{where}: parameter shapes differ from the configured model")
+
+
+def run(config, workdir: str) -> str:
+    """Fine-tunes a metric model; returns the path of its exported inference checkpoint."""
+    model, model_config = setup.build_model(config.model)
+    if model_config.head != "metric":
+        raise ValueError("metric fine-tuning needs config.model.head = 'metric' (and max_depth)")
+    tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
+    batches = iter(labeled_batches(config, target="depth"))
+    recipe = Recipe(
+        lambda: initial_params(model_config, config.init, config.seed),
+        tx,
+        make_loss_fn(model, config.min_depth, model_config.max_depth),
+        batches,
+        model_config=model_config,
+        on_log=setup.labeled_preview(model, config),
+        learning_rates=learning_rates,
+    )
+    state = train(recipe, config, workdir)
+    return setup.export(workdir, state.params, model_config)
