@@ -1,0 +1,1 @@
+"""The classification study: do depth maps help classify images? (features + MLP heads)."""
