@@ -46,7 +46,8 @@ def model(variant: str, demo: bool) -> ml_collections.ConfigDict:
             "head": "relative",  # 'metric': sigmoid x max_depth (metres)
             "max_depth": 0.0,
             "dtype": "float32" if demo else "bfloat16",
-            "remat": False,
+            "remat": "none",  # 'full' | 'dots' | 'dots_no_batch': gradient checkpointing
+            "remat_blocks": 0,  # remat only the first N encoder blocks (0 = all)
             "attention": "auto",
         }
     )

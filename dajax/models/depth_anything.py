@@ -22,7 +22,9 @@ class DepthAnything(nn.Module):
       config: the architecture (see `ModelConfig`).
       dtype: compute dtype (float32 or bfloat16); outputs are returned in float32.
       param_dtype: parameter storage dtype.
-      remat: recompute encoder blocks in the backward pass (saves activation memory).
+      remat: gradient-checkpointing policy of the encoder blocks, 'none' | 'full' | 'dots' |
+        'dots_no_batch' (see `dajax.models.dinov2.REMAT_POLICIES`).
+      remat_blocks: apply it to the first this-many blocks only (0 = all blocks).
       attention: attention kernel, 'auto' | 'chunked' | 'xla' | 'cudnn'
         (see `dajax.models.dinov2.scaled_dot_product_attention`).
     """
@@ -30,7 +32,8 @@ class DepthAnything(nn.Module):
     config: ModelConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
-    remat: bool = False
+    remat: str = "none"
+    remat_blocks: int = 0
     attention: str = "auto"
 
     def setup(self):
@@ -45,6 +48,7 @@ class DepthAnything(nn.Module):
             pretrain_grid=c.pretrain_grid,
             pos_embed_mode=c.pos_embed,
             remat=self.remat,
+            remat_blocks=self.remat_blocks,
             attention=self.attention,
             **kw,
         )

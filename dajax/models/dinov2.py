@@ -149,6 +149,14 @@ class SwiGLU(nn.Module):
         return nn.Dense(self.dim, name="w3", **dense)(nn.silu(gate) * value)
 
 
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: `x + ls1(attn(norm1(x)))`, `x + ls2(ffn(norm2(x)))`."""
 
@@ -230,6 +238,11 @@ class DinoVisionTransformer(nn.Module):
 
     Attributes mirror `ModelConfig`; `remat` recomputes each block in the backward pass;
     `attention` picks the attention kernel (`scaled_dot_product_attention`).
+
+    Gradient checkpointing: `remat` names what a block keeps for the backward pass
+    (`REMAT_POLICIES`: 'none' keeps everything; 'full' keeps only the block input and
+    recomputes the rest; 'dots' keeps matmul outputs; 'dots_no_batch' keeps the weight matmuls
+    but not attention's batched ones), applied to the first `remat_blocks` blocks (0 = all).
     """
 
     dim: int
@@ -239,10 +252,19 @@ class DinoVisionTransformer(nn.Module):
     mlp_ratio: float = 4.0
     pretrain_grid: int = 37
     pos_embed_mode: str = "official"
-    remat: bool = False
+    remat: str = "none"
+    remat_blocks: int = 0
     attention: str = "auto"
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+
+    def _block(self, i: int):
+        """The block class of block `i`: plain, or wrapped by `nn.remat` with its policy."""
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"remat must be one of {tuple(REMAT_POLICIES)}, got {self.remat!r}")
+        if self.remat == "none" or 0 < self.remat_blocks <= i:
+            return Block
+        return nn.remat(Block, policy=REMAT_POLICIES[self.remat])
 
     @nn.compact
     def __call__(
@@ -279,12 +301,17 @@ class DinoVisionTransformer(nn.Module):
         pos = interpolate_pos_embed(pos_embed, (gh, gw), self.pretrain_grid, self.pos_embed_mode)
         tokens = tokens + pos.astype(tokens.dtype)
 
-        block_cls = nn.remat(Block) if self.remat else Block
         norm = _layer_norm(name="norm", **kw)
         wanted, outputs = set(layers), {}
         for i in range(self.depth):
-            tokens = block_cls(
-                self.dim, self.heads, self.ffn, self.mlp_ratio, name=f"blocks_{i}", **kw
+            tokens = self._block(i)(
+                self.dim,
+                self.heads,
+                self.ffn,
+                self.mlp_ratio,
+                self.attention,
+                name=f"blocks_{i}",
+                **kw,
             )(tokens)
             if i in wanted:
                 normed = norm(tokens)

@@ -38,6 +38,7 @@ def build_model(model_cfg) -> tuple[DepthAnything, ModelConfig]:
         config,
         dtype=DTYPES[model_cfg.dtype],
         remat=model_cfg.remat,
+        remat_blocks=model_cfg.remat_blocks,
         attention=model_cfg.attention,
     )
     return model, config

@@ -78,3 +78,31 @@ def test_config_validation_and_json_round_trip():
         ModelConfig.from_variant("vits", "v2", head="metric")
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
         ModelConfig.from_dict({"encoder": "vits", "bogus": 1})
+
+
+@pytest.mark.parametrize("remat, blocks", [("full", 0), ("dots", 0), ("dots_no_batch", 1)])
+def test_remat_policies_leave_gradients_unchanged(remat, blocks):
+    config = tiny_config()
+    params = init_params(DepthAnything(config), jax.random.key(0), 56)
+    x = jax.random.normal(jax.random.key(1), (1, 28, 42, 3))
+
+    def grads(model):
+        return jax.grad(lambda p: model.apply({"params": p}, x).mean())(params)
+
+    want = grads(DepthAnything(config))
+    got = grads(DepthAnything(config, remat=remat, remat_blocks=blocks))
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+    with pytest.raises(ValueError, match="remat must be one of"):
+        DepthAnything(config, remat="some").apply({"params": params}, x)
+
+
+def test_attention_kernel_choice_reaches_every_block():
+    config = tiny_config()
+    params = init_params(DepthAnything(config), jax.random.key(0), 56)
+    x = jax.random.normal(jax.random.key(1), (1, 28, 28, 3))
+    chunked = DepthAnything(config, attention="chunked").apply({"params": params}, x)
+    xla = DepthAnything(config, attention="xla").apply({"params": params}, x)
+    np.testing.assert_allclose(chunked, xla, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="attention impl must be one of"):
+        DepthAnything(config, attention="flash9").apply({"params": params}, x)
