@@ -1,29 +1,37 @@
 """Inference speed: dajax (JAX/XLA) vs transformers (PyTorch) on the same model and weights.
 
     python benchmarks/inference.py                      # ViT-S, 518x518, batch 1 and 8
-    python benchmarks/inference.py --encoder vitb --batch-sizes 1 --iters 3
+    python benchmarks/inference.py --encoders vitb --batch-sizes 1 --iters 3
+    python benchmarks/inference.py --encoders vits vitb vitl --batch-sizes 1 32 \
+        --dtype bfloat16 --attention cudnn                # on a GPU
 
 Both frameworks run the same randomly initialised Depth Anything architecture (transformers'
 `DepthAnythingForDepthEstimation` with the released sizes; its weights converted into dajax
 through the Hugging Face checkpoint path). The network alone is timed (no pre/post-processing),
-float32, after warm-up; the table prints the median ms/image and dajax's speed-up. Also checks
-the two outputs agree, so the comparison is of equal work.
+in float32 or bfloat16 (weights and compute, both frameworks), after warm-up, on the GPU when
+PyTorch and JAX see one; the table prints the median ms/image, dajax's speed-up, dajax's MFU
+(XLA's FLOP count of the forward, attention included, over the device's dense peak, when
+known) and the relative difference of the two outputs, so the comparison is of equal work.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
-from dajax.models import DepthAnything, ModelConfig, param_shapes
-from dajax.weights.depth_anything_keys import official_to_flax, to_official
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from benchmarks import hardware  # noqa: E402
+from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
+from dajax.weights.depth_anything_keys import official_to_flax, to_official  # noqa: E402
 
 
 def hf_model(config: ModelConfig) -> DepthAnythingForDepthEstimation:
@@ -53,7 +61,8 @@ def hf_model(config: ModelConfig) -> DepthAnythingForDepthEstimation:
 
 
 def median_ms(fn, iters: int) -> float:
-    """Median wall time of `fn()` in milliseconds over `iters` runs (after one warm-up)."""
+    """Median wall time of `fn()` in milliseconds over `iters` runs (after one warm-up);
+    `fn` must block until its work is done."""
     fn()
     times = []
     for _ in range(iters):
@@ -63,39 +72,70 @@ def median_ms(fn, iters: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl"])
-    p.add_argument("--size", type=int, default=518)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--iters", type=int, default=5)
-    args = p.parse_args()
-
-    config = ModelConfig.from_variant(args.encoder, "v2", pos_embed="hf")
+def run_encoder(encoder: str, args, device: torch.device) -> None:
+    """Prints one table row per batch size for one encoder size."""
+    config = ModelConfig.from_variant(encoder, "v2", pos_embed="hf")
     torch.manual_seed(0)
     ref = hf_model(config)
     state = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
-    model = DepthAnything(config)
-    params = jax.device_put(official_to_flax(to_official(state), param_shapes(model)))
+    bf16 = args.dtype == "bfloat16"
+    ref = ref.to(device, torch.bfloat16 if bf16 else torch.float32)
+    dtype = jnp.bfloat16 if bf16 else jnp.float32
+    model = DepthAnything(config, dtype=dtype, attention=args.attention)
+    params = official_to_flax(to_official(state), param_shapes(model))
+    params = jax.device_put(jax.tree.map(lambda a: jnp.asarray(a, dtype), params))
     apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
-
-    print(
-        f"device: {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores), torch threads {torch.get_num_threads()}, jax {jax.__version__}"
-    )
-    print(f"{args.encoder} {args.size}x{args.size} float32\n")
-    print("| batch | dajax ms/img | transformers ms/img | speed-up | max |diff| |")
-    print("|---|---|---|---|---|")
+    plain = DepthAnything(config, dtype=dtype, attention="xla")
+    plain_apply = jax.jit(lambda p, x: plain.apply({"params": p}, x))
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     for batch in args.batch_sizes:
         x = np.random.RandomState(0).randn(batch, args.size, args.size, 3).astype(np.float32)
-        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
+        xt = xt.to(torch.bfloat16) if bf16 else xt
+
+        def torch_run(xt=xt):
+            out = ref(pixel_values=xt).predicted_depth
+            sync()
+            return out
+
         with torch.inference_mode():
-            torch_out = ref(pixel_values=xt).predicted_depth.numpy()
-            t_ms = median_ms(lambda xt=xt: ref(pixel_values=xt), args.iters) / batch
-        jax_out = np.asarray(apply(params, x))
-        j_ms = median_ms(lambda x=x: apply(params, x).block_until_ready(), args.iters) / batch
-        diff = float(np.abs(jax_out - torch_out).max())
-        print(f"| {batch} | {j_ms:.0f} | {t_ms:.0f} | {t_ms / j_ms:.2f}x | {diff:.1e} |")
+            torch_out = torch_run().float().cpu().numpy()
+            t_ms = median_ms(torch_run, args.iters) / batch
+        xj = jax.device_put(x.astype(dtype))
+        compiled = apply.lower(params, xj).compile()
+        jax_out = np.asarray(compiled(params, xj), np.float32)
+        j_run = lambda c=compiled, xj=xj: c(params, xj).block_until_ready()  # noqa: E731
+        j_ms = median_ms(j_run, args.iters) / batch
+        rel = float(np.abs(jax_out - torch_out).max() / np.abs(torch_out).max())
+        flops = hardware.model_flops(plain_apply, params, xj)
+        util = hardware.mfu(flops, j_ms * batch / 1000, args.dtype)
+        print(
+            f"| {encoder} | {batch} | {j_ms:.2f} | {1000 / j_ms:.0f} | {t_ms:.2f} | "
+            f"{t_ms / j_ms:.2f}x | {util} | {rel:.1e} |",
+            flush=True,
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--encoders", nargs="+", default=["vits"], choices=["vits", "vitb", "vitl"])
+    p.add_argument("--size", type=int, default=518)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--attention", default="auto", help="dajax kernel: auto|chunked|xla|cudnn")
+    p.add_argument("--iters", type=int, default=5)
+    args = p.parse_args()
+
+    device = hardware.torch_device()
+    print(hardware.describe())
+    print(f"{args.size}x{args.size} {args.dtype}, dajax attention={args.attention}\n")
+    print(
+        "| encoder | batch | dajax ms/img | dajax img/s | transformers ms/img | speed-up "
+        "| dajax MFU | rel. max diff |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for encoder in args.encoders:
+        run_encoder(encoder, args, device)
 
 
 if __name__ == "__main__":

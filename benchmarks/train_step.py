@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -37,6 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from transformers import Dinov2Model  # noqa: E402
 
+from benchmarks import hardware  # noqa: E402
 from benchmarks.inference import hf_model  # noqa: E402
 from configs import common  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
@@ -80,7 +80,7 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 def torch_normalize(images01: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] in [0, 1] -> ImageNet-normalised."""
-    return (images01 - MEAN) / STD
+    return (images01 - MEAN.to(images01.device)) / STD.to(images01.device)
 
 
 def torch_affine_invariant(pred, target, mask) -> torch.Tensor:
@@ -89,8 +89,9 @@ def torch_affine_invariant(pred, target, mask) -> torch.Tensor:
     for p, t, m in zip(pred, target, mask, strict=True):
         if m.sum() == 0:
             continue
-        pv, tv = p[m], t[m]
-        pn = (pv - pv.detach().quantile(0.5)) / (pv - pv.detach().quantile(0.5)).abs().mean()
+        pv, tv = p[m].float(), t[m]
+        centred = pv - pv.detach().quantile(0.5)
+        pn = centred / centred.abs().mean().clamp_min(1e-6)  # as dajax: no 0/0 on flat maps
         tn = (tv - tv.quantile(0.5)) / (tv - tv.quantile(0.5)).abs().mean().clamp_min(1e-6)
         losses.append((pn - tn).abs().mean())
     return torch.stack(losses).mean()
@@ -100,7 +101,8 @@ def torch_perturb(x: torch.Tensor) -> torch.Tensor:
     """Brightness/contrast/saturation jitter, grayscale and a 9-tap Gaussian blur."""
     b = x.shape[0]
     factor = lambda: torch.empty(b, 1, 1, 1).uniform_(0.6, 1.4)  # noqa: E731
-    gray = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    luma = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+    gray = (x * luma).sum(1, keepdim=True)
     x = (x * factor()).clamp(0, 1)
     x = (x - gray.mean((2, 3), keepdim=True)) * factor() + gray.mean((2, 3), keepdim=True)
     x = (gray + (x.clamp(0, 1) - gray) * factor()).clamp(0, 1)
@@ -170,9 +172,10 @@ def torch_setup(ref, lr: float):
     return torch.optim.AdamW([{"params": enc, "lr": lr}, {"params": dec, "lr": 10 * lr}])
 
 
-def torch_step(ref, opt, loss_fn) -> float:
+def torch_step(ref, opt, loss_fn, autocast) -> float:
     opt.zero_grad(set_to_none=True)
-    loss = loss_fn()
+    with autocast:
+        loss = loss_fn()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
     opt.step()
@@ -193,11 +196,23 @@ def timed(fn, iters: int) -> tuple[float, float]:
     return first, float(np.median(times))
 
 
-def dajax_runner(model, params, loss_fn, batch, frozen):
-    """A closure running one jitted, donated train step; returns the step's loss."""
+def make_tx(model):
+    """The recipe's AdamW (encoder 5e-6, decoder 10x), without warm-up."""
     optim = common.optim()
     optim.warmup_steps = 0
-    tx, _ = build_optimizer(optim, param_shapes(model), total_steps=1000)
+    return build_optimizer(optim, param_shapes(model), total_steps=1000)[0]
+
+
+def stage_loss_fn(model, stage: str):
+    """dajax's teacher or student objective for `model`."""
+    if stage == "student":
+        return student.make_loss_fn(model, student_config())
+    return teacher.make_loss_fn(model)
+
+
+def dajax_runner(model, params, loss_fn, batch, frozen):
+    """A closure running one jitted, donated train step; returns the step's loss."""
+    tx = make_tx(model)
     step = jax.jit(make_train_step(loss_fn, tx, seed=0), donate_argnums=0)
     holder = {"state": jax.jit(lambda p: create_state(p, tx))(params)}  # distinct buffers
     batch = jax.device_put(batch)
@@ -206,14 +221,14 @@ def dajax_runner(model, params, loss_fn, batch, frozen):
         holder["state"], metrics = step(holder["state"], batch, frozen)
         return float(metrics["loss"])
 
-    return run, step.lower(holder["state"], batch, frozen).compile()
+    return run, step.lower(holder["state"], batch, frozen).compile(), (holder["state"], batch)
 
 
-def flops_per_step(compiled) -> float | None:
-    """XLA's FLOP count of a compiled step, if it reports one."""
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return (cost or {}).get("flops")
+def profile_steps(run, logdir: str, steps: int = 3) -> None:
+    """A `jax.profiler` trace of `steps` dajax steps (TensorBoard/XProf and Perfetto files)."""
+    with jax.profiler.trace(logdir, create_perfetto_trace=True):
+        for _ in range(steps):
+            run()
 
 
 def main() -> None:
@@ -221,61 +236,79 @@ def main() -> None:
     p.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl"])
     p.add_argument("--size", type=int, default=518)
     p.add_argument("--labeled-batch", type=int, default=2)
+    p.add_argument("--stages", nargs="+", default=["teacher", "student"])
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--remat", default="none", help="dajax encoder remat policy")
+    p.add_argument("--attention", default="auto", help="dajax kernel: auto|chunked|xla|cudnn")
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak, for MFU")
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="override the device peak")
+    p.add_argument("--profile", default="", help="write a jax.profiler trace of dajax here")
     args = p.parse_args()
 
+    device = hardware.torch_device()
+    torch.set_default_device(device)
     config = ModelConfig.from_variant(args.encoder, "v2", pos_embed="hf")
     torch.manual_seed(0)
-    ref = hf_model(config).train()
-    state = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
-    model = DepthAnything(config)
+    ref = hf_model(config).train().to(device)
+    state = {k: v.detach().cpu().numpy() for k, v in ref.state_dict().items()}
+    bf16 = args.dtype == "bfloat16"
+    model = DepthAnything(
+        config,
+        dtype=jnp.bfloat16 if bf16 else jnp.float32,
+        remat=args.remat,
+        attention=args.attention,
+    )
     params = official_to_flax(to_official(state), param_shapes(model))
-    frozen_torch = Dinov2Model(ref.backbone.config).eval()
+    frozen_torch = Dinov2Model(ref.backbone.config).eval().to(device)
     frozen_torch.load_state_dict(
         {k.removeprefix("backbone."): v for k, v in ref.state_dict().items() if "backbone." in k},
         strict=False,
     )
 
+    print(hardware.describe())
     print(
-        f"device: {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores), torch threads {torch.get_num_threads()}, jax {jax.__version__}"
+        f"{args.encoder} {args.size}x{args.size} {args.dtype} (params float32), labeled batch "
+        f"{args.labeled_batch} (student: + {2 * args.labeled_batch} unlabeled), "
+        f"remat={args.remat}, attention={args.attention}\n"
     )
     print(
-        f"{args.encoder} {args.size}x{args.size} float32, labeled batch {args.labeled_batch}"
-        f" (student: + {2 * args.labeled_batch} unlabeled)\n"
+        "| step | dajax s/step | PyTorch s/step | speed-up | loss dajax | loss PyTorch "
+        "| dajax TFLOP/s | MFU | dajax temp GiB |"
     )
-    print("| step | dajax s/step | PyTorch s/step | speed-up | loss dajax | loss PyTorch | MFU |")
-    print("|---|---|---|---|---|---|---|")
-    for stage in ("teacher", "student"):
+    print("|---|---|---|---|---|---|---|---|---|")
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=bf16)
+    for stage in args.stages:
         is_student = stage == "student"
         batch = make_batch(args.labeled_batch, args.size, is_student)
-        if is_student:
-            loss_fn = student.make_loss_fn(model, student_config())
-            frozen = {"dinov2": jax.tree.map(jnp.array, params["pretrained"])}
-        else:
-            loss_fn, frozen = teacher.make_loss_fn(model), None
-        run, compiled = dajax_runner(model, params, loss_fn, batch, frozen)
+        frozen = {"dinov2": jax.tree.map(jnp.array, params["pretrained"])} if is_student else None
+        loss_fn = stage_loss_fn(model, stage)
+        run, compiled, (state0, batch0) = dajax_runner(model, params, loss_fn, batch, frozen)
         j_loss, j_s = timed(run, args.iters)
+        if args.profile:
+            profile_steps(run, os.path.join(args.profile, stage))
 
         ref.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
         opt = torch_setup(ref, 5e-6)
-        tb = {k: torch.from_numpy(v) for k, v in batch.items()}
+        tb = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
         if is_student:
             t_fn = lambda tb=tb: torch_student_loss(ref, frozen_torch, tb)  # noqa: E731
         else:
             x = torch_normalize(tb["image"].permute(0, 3, 1, 2).float() / 255)
             t_fn = lambda x=x, tb=tb: torch_affine_invariant(  # noqa: E731
-                ref(pixel_values=x).predicted_depth, tb["target"], tb["mask"]
+                ref(pixel_values=x).predicted_depth.float(), tb["target"], tb["mask"]
             )
-        t_loss, t_s = timed(lambda o=opt, f=t_fn: torch_step(ref, o, f), args.iters)
-        flops = flops_per_step(compiled)
-        mfu = (
-            f"{flops / j_s / (args.peak_tflops * 1e12):.1%}" if flops and args.peak_tflops else "-"
-        )
+        t_loss, t_s = timed(lambda o=opt, f=t_fn: torch_step(ref, o, f, autocast), args.iters)
+        plain = model.clone(attention="xla")
+        plain_step = jax.jit(make_train_step(stage_loss_fn(plain, stage), make_tx(plain), seed=0))
+        flops = hardware.model_flops(plain_step, state0, batch0, frozen)
+        util = hardware.mfu(flops, j_s, args.dtype, args.peak_tflops)
+        temp = compiled.memory_analysis()
+        temp_gib = f"{temp.temp_size_in_bytes / 2**30:.1f}" if temp else "-"
+        tflops = f"{flops / j_s / 1e12:.1f}" if flops else "-"
         print(
-            f"| {stage} | {j_s:.2f} | {t_s:.2f} | {t_s / j_s:.2f}x | {j_loss:.4f} | "
-            f"{t_loss:.4f} | {mfu} |"
+            f"| {stage} | {j_s:.3f} | {t_s:.3f} | {t_s / j_s:.2f}x | {j_loss:.4f} | "
+            f"{t_loss:.4f} | {tflops} | {util} | {temp_gib} |",
+            flush=True,
         )
 
 
