@@ -15,6 +15,7 @@ import os
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from dajax.models import DepthAnything, ModelConfig, param_shapes
 
@@ -23,15 +24,31 @@ PARAMS_DIR = "params"
 
 
 def save_inference_params(path: str | os.PathLike, params: dict, config: ModelConfig) -> None:
-    """Writes params + architecture to a new directory `path` (must not exist)."""
+    """Writes params + architecture to a new directory `path` (must not exist).
+
+    In a multi-process run every process calls this with the same host (numpy) params and
+    path on a shared file system; Orbax writes from process 0 and the processes meet at
+    barriers around it.
+    """
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path):
         raise FileExistsError(f"{path}: already exists; choose a new output directory")
-    os.makedirs(path)
+    sync_processes("dajax_inference_params_check")
+    if jax.process_index() == 0:
+        os.makedirs(path)
+    sync_processes("dajax_inference_params_mkdir")
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(path, PARAMS_DIR), params)
-    with open(os.path.join(path, CONFIG_FILE), "w") as f:
-        f.write(config.to_json())
+    if jax.process_index() == 0:
+        with open(os.path.join(path, CONFIG_FILE), "w") as f:
+            f.write(config.to_json())
+    sync_processes("dajax_inference_params_done")
+
+
+def sync_processes(name: str) -> None:
+    """A barrier over all processes (a no-op in a single-process run)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def is_inference_checkpoint(path: str | os.PathLike) -> bool:

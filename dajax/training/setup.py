@@ -108,18 +108,25 @@ def labeled_preview(model, config):
 
 
 def export(workdir: str, params, config: ModelConfig) -> str:
-    """Writes params as the inference checkpoint `workdir/export` (process 0).
+    """Writes params as the inference checkpoint `workdir/export`; every process calls it.
 
-    An existing export (from a shorter run resumed with more steps) is replaced atomically:
-    the new one is written beside it and swapped in by rename.
+    The params are gathered to every host (they may be sharded over processes), written by
+    process 0, and an existing export (from a shorter run resumed with more steps) is replaced
+    atomically: the new one is written beside it and swapped in by rename.
     """
     path = os.path.join(workdir, "export")
+    staging = path + ".tmp"
+    if jax.process_count() > 1:
+        host_params = multihost_utils.process_allgather(params, tiled=True)
+    else:
+        host_params = jax.device_get(params)
     if jax.process_index() == 0:
-        staging = path + ".tmp"
         shutil.rmtree(staging, ignore_errors=True)
-        checkpoints.save_inference_params(staging, jax.device_get(params), config)
+    checkpoints.save_inference_params(staging, host_params, config)
+    if jax.process_index() == 0:
         if os.path.exists(path):
             shutil.rmtree(path)
         os.replace(staging, path)
         log.info("exported inference params to %s", path)
+    checkpoints.sync_processes("dajax_export_done")
     return path
