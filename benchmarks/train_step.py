@@ -25,7 +25,9 @@ import os
 import sys
 import time
 
-import jax
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # PyTorch shares the GPU
+
+import jax  # noqa: E402
 import jax.numpy as jnp
 import ml_collections
 import numpy as np

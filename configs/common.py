@@ -95,5 +95,7 @@ def loop(total_steps: int, demo: bool) -> dict:
         "checkpoint_every": 50 if demo else 2000,
         "image_every": 50 if demo else 2000,  # TensorBoard depth previews (0 = off)
         "keep_checkpoints": 2 if demo else 3,
-        "mesh": ml_collections.ConfigDict({"fsdp": 1}),
+        # fsdp: devices per FSDP group (1 = data parallel); arrays with fewer elements than
+        # fsdp_min_size stay replicated.
+        "mesh": ml_collections.ConfigDict({"fsdp": 1, "fsdp_min_size": 2**16}),
     }

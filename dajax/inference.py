@@ -122,3 +122,75 @@ class DepthEstimator:
                     size = tuple(images[i].shape[:2])
                     results[i] = np.asarray(self._resize(depth[j : j + 1], size)[0])
         return results
+
+
+class ZoeDepthEstimator:
+    """Depth Anything V1 metric models (ZoeDepth head) with the reference's pre/post-processing.
+
+    Each image is scaled to [0, 1], resized bilinearly (align_corners=True) to the network size
+    (392 × 518 as in the official config, or aspect-keeping with `keep_aspect_ratio`),
+    ImageNet-normalised, and the metric map is resized back to the image size bilinearly with
+    align_corners=True, as the official ZoeDepth evaluator does.
+
+    Args:
+      module: a `dajax.models.zoedepth.ZoeDepthMetric`; params: its Flax params.
+    """
+
+    def __init__(self, module, params: dict, *, img_size=(392, 518), keep_aspect_ratio=False):
+        from dajax.models.zoedepth import prep_for_core
+
+        self.module = module
+        self.config = module.config.replace(head="metric", max_depth=module.max_depth)
+        self.params = jax.device_put(params)
+        prep = lambda x: prep_for_core(x, tuple(img_size), keep_aspect_ratio)  # noqa: E731
+        self._forward = jax.jit(lambda p, x: module.apply({"params": p}, prep(x)))
+        self._resize = jax.jit(
+            lambda d, size: resize_bilinear(d, size, align_corners=True), static_argnums=1
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        max_depth: float | None = None,
+        config: ModelConfig | None = None,
+        **kw,
+    ) -> ZoeDepthEstimator:
+        """Loads `depth_anything_metric_depth_{indoor,outdoor}.pt` (ViT-L core unless `config`
+        says otherwise); `max_depth` defaults to 10 m (indoor / NYU) or 80 m (outdoor / KITTI)
+        from the file name; `kw` go to the constructor."""
+        from dajax.weights.zoedepth_keys import load_zoedepth_metric
+
+        if max_depth is None:
+            max_depth = 80.0 if "outdoor" in os.path.basename(os.fspath(path)) else 10.0
+        module, params = load_zoedepth_metric(path, max_depth=max_depth, config=config)
+        return cls(module, params, **kw)
+
+    def batch(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
+        """Metric depth [H_i, W_i] float32 metres of each [H_i, W_i, 3] uint8 RGB image."""
+        buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, image in enumerate(images):
+            check_image(image)
+            buckets[tuple(image.shape[:2])].append(i)
+        results: list[np.ndarray | None] = [None] * len(images)
+        for size, indices in buckets.items():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                x = np.stack([images[i] for i in chunk]).astype(np.float32) / 255.0
+                depth = self._resize(self._forward(self.params, x), size)
+                for j, i in enumerate(chunk):
+                    results[i] = np.asarray(depth[j])
+        return results
+
+
+def is_zoedepth_checkpoint(path: str | os.PathLike) -> bool:
+    """True for the official V1 metric files (`depth_anything_metric_depth_*.pt`)."""
+    name = os.path.basename(os.fspath(path)).lower()
+    return "metric_depth_indoor" in name or "metric_depth_outdoor" in name
+
+
+def load_estimator(path: str | os.PathLike, input_size: int = 518, dtype: str = "float32"):
+    """A `ZoeDepthEstimator` for official V1 metric files, else a `DepthEstimator`."""
+    if is_zoedepth_checkpoint(path):
+        return ZoeDepthEstimator.from_pretrained(path)
+    return DepthEstimator.from_pretrained(path, input_size=input_size, dtype=dtype)

@@ -41,8 +41,8 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(BATCH_AXES))
 
 
-def _fsdp_spec(shape: tuple[int, ...], fsdp: int) -> P:
-    if fsdp == 1 or math.prod(shape) < FSDP_MIN_SIZE:
+def _fsdp_spec(shape: tuple[int, ...], fsdp: int, min_size: int) -> P:
+    if fsdp == 1 or math.prod(shape) < min_size:
         return P()
     for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
         if shape[axis] % fsdp == 0:
@@ -52,15 +52,16 @@ def _fsdp_spec(shape: tuple[int, ...], fsdp: int) -> P:
     return P()
 
 
-def state_shardings(abstract_tree, mesh: Mesh):
+def state_shardings(abstract_tree, mesh: Mesh, min_size: int = FSDP_MIN_SIZE):
     """Shardings for a tree of `ShapeDtypeStruct`s (params, optimiser state).
 
-    Replicated on a pure data-parallel mesh; FSDP-split when the mesh's 'fsdp' axis > 1.
-    Scalars (step counters) are always replicated.
+    Replicated on a pure data-parallel mesh; FSDP-split when the mesh's 'fsdp' axis > 1, for
+    arrays of at least `min_size` elements (smaller ones stay replicated). Scalars (step
+    counters) are always replicated.
     """
     fsdp = mesh.shape["fsdp"]
     return jax.tree.map(
-        lambda x: NamedSharding(mesh, _fsdp_spec(tuple(x.shape), fsdp)), abstract_tree
+        lambda x: NamedSharding(mesh, _fsdp_spec(tuple(x.shape), fsdp, min_size)), abstract_tree
     )
 
 

@@ -9,7 +9,7 @@
 # Reads: NUM_PROCESSES (1), DEVICES_PER_PROCESS (CPU: fake devices per process; GPU: GPUs per
 # process, split with CUDA_VISIBLE_DEVICES), COORDINATOR_PORT (12355), COMPILE_CACHE
 # (~/.cache/dajax/jax, persistent compilation cache), LOG_DIR (logs/, one file per process when
-# NUM_PROCESSES > 1), PYTHON (python), DRY_RUN.
+# NUM_PROCESSES > 1), PYTHON (python), ENTRY (what python runs: -m dajax.main), DRY_RUN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source launch/env.sh
@@ -17,10 +17,11 @@ source launch/env.sh
 NUM_PROCESSES=${NUM_PROCESSES:-1}
 DEVICES_PER_PROCESS=${DEVICES_PER_PROCESS:-}
 COORDINATOR_PORT=${COORDINATOR_PORT:-12355}
+read -r -a entry <<< "${ENTRY:--m dajax.main}"
 LOG_DIR=${LOG_DIR:-logs}
 
 if [[ "$NUM_PROCESSES" == 1 ]]; then
-  run_or_print "$PYTHON" -m dajax.main "$@"
+  run_or_print "$PYTHON" "${entry[@]}" "$@"
   exit 0
 fi
 
@@ -38,10 +39,10 @@ for ((rank = 0; rank < NUM_PROCESSES; rank++)); do
     fi
   fi
   if [[ -n "${DRY_RUN:-}" ]]; then
-    echo "env ${env_vars[*]} $PYTHON -m dajax.main $* > $LOG_DIR/process_$rank.log"
+    echo "env ${env_vars[*]} $PYTHON ${entry[*]} $* > $LOG_DIR/process_$rank.log"
     continue
   fi
-  env "${env_vars[@]}" "$PYTHON" -m dajax.main "$@" > "$LOG_DIR/process_$rank.log" 2>&1 &
+  env "${env_vars[@]}" "$PYTHON" "${entry[@]}" "$@" > "$LOG_DIR/process_$rank.log" 2>&1 &
   pids+=($!)
 done
 status=0

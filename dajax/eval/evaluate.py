@@ -27,7 +27,7 @@ import numpy as np
 
 from dajax.data.registry import build_source
 from dajax.eval.align import relative_depth_metrics
-from dajax.inference import DepthEstimator
+from dajax.inference import DepthEstimator, load_estimator
 from dajax.metrics import (
     METRIC_KEYS,
     average_over_images,
@@ -179,9 +179,7 @@ def run(config, workdir: str) -> dict:
     writes `workdir/eval.json`. Returns {dataset: scores}."""
     if not config.weights:
         raise ValueError("set the checkpoint to evaluate: --config=configs/eval.py:weights=PATH")
-    estimator = DepthEstimator.from_pretrained(
-        config.weights, input_size=config.input_size, dtype=config.dtype
-    )
+    estimator = load_estimator(config.weights, config.input_size, config.dtype)
     head = estimator.config.head
     protocol = resolve_protocol(config.protocol, head)
     results = {}

@@ -116,15 +116,26 @@ class DPTHead(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, tokens: Sequence[jnp.ndarray], grid_hw: tuple[int, int]) -> jnp.ndarray:
+    def __call__(
+        self,
+        tokens: Sequence[jnp.ndarray],
+        grid_hw: tuple[int, int],
+        return_features: bool = False,
+    ):
         """Decodes four token maps.
 
         Args:
           tokens: four [B, h*w, C] patch-token arrays (cls tokens are not used).
           grid_hw: the patch grid (h, w).
+          return_features: also return the intermediate activations that ZoeDepth's
+            `DepthAnythingCore` hooks (see below).
 
         Returns:
           [B, 14h, 14w] float: ReLU disparity, or sigmoid output in (0, 1) for metric heads.
+          With `return_features`, a tuple (depth, features) where features is a dict of NHWC
+          maps: 'out_conv' [B, 14h, 14w, 32] (ReLU after `output_conv2.0`), 'l4_rn'
+          [B, ceil(h/2), ceil(w/2), F], 'r4' [B, h, w, F], 'r3' [B, 2h, 2w, F], 'r2'
+          [B, 4h, 4w, F], 'r1' [B, 8h, 8w, F] (refinenet outputs).
         """
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         gh, gw = grid_hw
@@ -141,12 +152,16 @@ class DPTHead(nn.Module):
             levels.append(_conv(self.features, 3, f"layer{i + 1}_rn", bias=False, **kw)(x))
         l1, l2, l3, l4 = levels
         fuse = [FeatureFusionBlock(self.features, name=f"refinenet{i}", **kw) for i in (1, 2, 3, 4)]
-        path = fuse[3](l4, None, l3.shape[1:3])
-        path = fuse[2](path, l3, l2.shape[1:3])
-        path = fuse[1](path, l2, l1.shape[1:3])
-        path = fuse[0](path, l1, None)
+        r4 = fuse[3](l4, None, l3.shape[1:3])
+        r3 = fuse[2](r4, l3, l2.shape[1:3])
+        r2 = fuse[1](r3, l2, l1.shape[1:3])
+        path = fuse[0](r2, l1, None)
         out = _conv(self.features // 2, 3, "output_conv1", **kw)(path)
         out = resize_bilinear(out, (gh * PATCH_SIZE, gw * PATCH_SIZE), align_corners=True)
-        out = nn.relu(_conv(32, 3, "output_conv2_0", **kw)(out))
-        out = _conv(1, 1, "output_conv2_2", **kw)(out)[..., 0]
-        return nn.sigmoid(out) if self.head == "metric" else nn.relu(out)
+        out_conv = nn.relu(_conv(32, 3, "output_conv2_0", **kw)(out))
+        out = _conv(1, 1, "output_conv2_2", **kw)(out_conv)[..., 0]
+        depth = nn.sigmoid(out) if self.head == "metric" else nn.relu(out)
+        if return_features:
+            features = dict(out_conv=out_conv, l4_rn=l4, r4=r4, r3=r3, r2=r2, r1=path)
+            return depth, features
+        return depth

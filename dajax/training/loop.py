@@ -101,13 +101,13 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
     Raises `Preempted` (after saving) when the process receives SIGTERM.
 
     Config fields used: `seed`, `total_steps`, `log_every`, `checkpoint_every`,
-    `keep_checkpoints`, `mesh.fsdp`.
+    `keep_checkpoints`, `mesh.fsdp`, `mesh.fsdp_min_size`.
     """
     _write_run_files(workdir, config, recipe.model_config)
     mesh = sharding.make_mesh(config.mesh.fsdp)
     host_params = recipe.init_params()
     abstract = jax.eval_shape(lambda p: create_state(p, recipe.tx), host_params)
-    state_sh = sharding.state_shardings(abstract, mesh)
+    state_sh = sharding.state_shardings(abstract, mesh, config.mesh.fsdp_min_size)
     params = jax.device_put(host_params, state_sh.params)
     state = jax.jit(lambda p: create_state(p, recipe.tx), out_shardings=state_sh)(params)
     frozen = jax.device_put(recipe.frozen, sharding.replicated(mesh)) if recipe.frozen else None

@@ -74,7 +74,8 @@ def load_depth_anything(
     name = os.path.basename(path).lower()
     if "metric_depth_indoor" in name or "metric_depth_outdoor" in name:
         raise ValueError(
-            f"{path}: V1 metric checkpoints use a ZoeDepth head, which this loader does not read"
+            f"{path}: V1 metric checkpoints use a ZoeDepth head; load them with "
+            "dajax.inference.ZoeDepthEstimator.from_pretrained (or load_estimator)"
         )
     state = keys.to_official(read_tensors(path))
     if not any(k.startswith("depth_head.") for k in state):

@@ -1,27 +1,28 @@
-"""Runs 2 teacher steps on a fixed global batch, in one of `num_processes` JAX processes.
+"""Runs 2 teacher steps on a fixed global batch, in one of the launched JAX processes.
 
-    python tests/training/multiprocess_teacher.py PROCESS_ID NUM_PROCESSES PORT WORKDIR [KILL]
+    NUM_PROCESSES=2 ENTRY=tests/training/multiprocess_teacher.py launch/local.sh WORKDIR [KILL]
 
-Every process holds 4 / NUM_PROCESSES CPU devices and feeds its contiguous slice of the same
-global batch, so any process count must give the same losses and params. Process 0 writes
-`WORKDIR/params.npz` (the final params, flattened) beside the run's `metrics.jsonl`.
-With KILL = `sigterm`, the last process sends itself SIGTERM after step 1 (a preempted host).
+The process learns its rank and the process count from `DAJAX_PROCESS_ID` /
+`DAJAX_NUM_PROCESSES` (set by `launch/local.sh`; absent = one process). Every process holds
+4 / NUM_PROCESSES CPU devices and feeds its contiguous slice of the same global batch, so any
+process count must give the same losses and params. The run ends with the stages' own export
+(`WORKDIR/export`, gathered over processes and written by process 0). With KILL = `sigterm`,
+the last process sends itself SIGTERM after step 1 (a preempted host).
 """
 
 import os
 import signal
 import sys
 
-process_id, num_processes, port = map(int, sys.argv[1:4])
-workdir = sys.argv[4]
-preempt_last_process = sys.argv[5:] == ["sigterm"] and process_id == num_processes - 1
+process_id = int(os.environ.get("DAJAX_PROCESS_ID", "0"))
+num_processes = int(os.environ.get("DAJAX_NUM_PROCESSES", "1"))
+workdir = sys.argv[1]
+preempt_last_process = sys.argv[2:] == ["sigterm"] and process_id == num_processes - 1
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={4 // num_processes}"
 sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "../..")]
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.experimental import multihost_utils  # noqa: E402
 from tiny_configs import tiny_student  # noqa: E402
 
 from dajax import runtime  # noqa: E402
@@ -63,8 +64,7 @@ def preempt_after_step_1(step, state, metrics_log):
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-if num_processes > 1:
-    runtime.initialize(f"localhost:{port}", num_processes, process_id)
+runtime.initialize()
 config = tiny_student().teacher_stage
 config.optim.warmup_steps = 0
 # Parameters the affine-invariant loss cannot see (the output bias) get gradients that are
@@ -81,7 +81,4 @@ recipe = loop.Recipe(
     on_log=preempt_after_step_1,
 )
 state = loop.train(recipe, config, workdir)
-params = multihost_utils.process_allgather(state.params, tiled=True)
-if process_id == 0:
-    flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}
-    np.savez(os.path.join(workdir, "params.npz"), **flat)
+setup.export(workdir, state.params, model_config)

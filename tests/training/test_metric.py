@@ -18,6 +18,7 @@ def tiny_metric(steps: int = 2):
     config.model.custom = TINY_MODEL
     config.data.update(crop=28, labeled_batch=8)
     config.data.labeled[0][0].update(num_scenes=16, height=32, width=36)
+    config.mesh.update(fsdp=2, fsdp_min_size=1024)  # the sharded path, as in tiny_configs
     return config
 
 

@@ -1,15 +1,20 @@
 """The teacher step in 2 processes x 2 CPU devices (gloo collectives) equals 1 x 4 devices,
-also when one process is preempted by SIGTERM and the job restarts."""
+also when one process is preempted by SIGTERM and the job restarts. Every run goes through
+`launch/local.sh`, and ends with the multi-process export."""
 
 import json
 import os
 import socket
 import subprocess
-import sys
 
+import jax
 import numpy as np
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "multiprocess_teacher.py")
+from dajax import checkpoints
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "multiprocess_teacher.py")
+LOCAL_SH = os.path.join(HERE, "..", "..", "launch", "local.sh")
 
 
 def _free_port() -> int:
@@ -18,11 +23,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(process_id, num_processes, port, workdir, *extra) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
-    args = [sys.executable, SCRIPT, str(process_id), str(num_processes), str(port), str(workdir)]
-    args += list(extra)
+def _launch(processes: int, workdir, cache, *extra) -> subprocess.Popen:
+    """`launch/local.sh` running the teacher script in `processes` processes."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(
+        ENTRY=SCRIPT,
+        NUM_PROCESSES=str(processes),
+        DEVICES_PER_PROCESS=str(4 // processes),
+        JAX_PLATFORMS="cpu",
+        COORDINATOR_PORT=str(_free_port()),
+        LOG_DIR=str(workdir / "logs"),
+        COMPILE_CACHE=str(cache),  # the restarted job reuses the first job's compiles
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
+    args = ["bash", LOCAL_SH, str(workdir), *extra]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _finish(run, workdir) -> tuple[int, str]:
+    out = run.communicate(timeout=500)[0].decode()
+    logs = sorted((workdir / "logs").glob("process_*.log")) if (workdir / "logs").exists() else []
+    return run.returncode, out + "".join(p.read_text()[-3000:] for p in logs)
 
 
 def _losses(workdir) -> list[float]:
@@ -30,29 +51,25 @@ def _losses(workdir) -> list[float]:
         return [json.loads(line)["loss"] for line in f]
 
 
-def _finish(runs) -> list[tuple[int, str]]:
-    outs = [run.communicate(timeout=400)[0].decode() for run in runs]
-    return [(run.returncode, out) for run, out in zip(runs, outs, strict=True)]
-
-
 def test_two_processes_match_one_process_across_a_preemption(tmp_path):
-    port = _free_port()
-    two = tmp_path / "two"
-    runs = [_launch(0, 1, 0, tmp_path / "one")]
-    runs += [_launch(p, 2, port, two, "sigterm") for p in range(2)]
-    (code_one, out_one), *preempted = _finish(runs)
-    assert code_one == 0, out_one[-3000:]
-    for code, out in preempted:  # process 1 got SIGTERM; both saved step 1 and exited
-        assert code == 143, out[-3000:]
-    assert "SIGTERM: saved step 1" in preempted[0][1]
-    port = _free_port()
-    for code, out in _finish([_launch(p, 2, port, two) for p in range(2)]):
-        assert code == 0, out[-3000:]  # the restarted job resumed from step 1
+    one, two, cache = tmp_path / "one", tmp_path / "two", tmp_path / "cache"
+    one.mkdir()
+    two.mkdir()
+    single = _launch(1, one, cache)
+    preempted = _launch(2, two, cache, "sigterm")
+    code, out = _finish(single, one)
+    assert code == 0, out[-3000:]
+    code, out = _finish(preempted, two)
+    assert code == 143, out[-6000:]  # process 1 got SIGTERM; both saved step 1 and exited
+    assert "SIGTERM: saved step 1" in (two / "logs" / "process_0.log").read_text()
+    code, out = _finish(_launch(2, two, cache), two)
+    assert code == 0, out[-6000:]  # the restarted job resumed from step 1 and exported
 
-    one, two_losses = _losses(tmp_path / "one"), _losses(two)
-    assert len(one) == 2 and one[0] != one[1]  # the first update changed the loss
-    np.testing.assert_allclose(two_losses, one, rtol=1e-5)
-    p_one, p_two = np.load(tmp_path / "one" / "params.npz"), np.load(two / "params.npz")
-    assert set(p_one) == set(p_two)
-    for name in p_one:
-        np.testing.assert_allclose(p_two[name], p_one[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    one_losses, two_losses = _losses(one), _losses(two)
+    assert len(one_losses) == 2 and one_losses[0] != one_losses[1]  # the update changed it
+    np.testing.assert_allclose(two_losses, one_losses, rtol=1e-5)
+    _, p_one = checkpoints.load_inference_params(one / "export")
+    _, p_two = checkpoints.load_inference_params(two / "export")
+    flat_one = jax.tree_util.tree_leaves_with_path(p_one)
+    for (path, a), b in zip(flat_one, jax.tree.leaves(p_two), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))

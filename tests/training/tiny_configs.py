@@ -22,6 +22,9 @@ def _shrink(config, steps: int):
     config.data.crop = 28
     config.data.labeled_batch = 8  # divisible over the 8 test devices
     config.data.labeled[0][0].update(num_scenes=16, height=32, width=36)
+    # FSDP over pairs of the 8 test devices, small enough a threshold to split the tiny
+    # model's matrices: every stage run in the tests goes through the sharded path.
+    config.mesh.update(fsdp=2, fsdp_min_size=1024)
     return config
 
 
