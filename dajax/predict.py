@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from dajax.io.images import IMAGE_EXTENSIONS, ImageReadError, read_image
+from dajax.io.images import IMAGE_EXTENSIONS, ImageReadError, find_images, read_image
 
 WEIGHTS_HELP = """\
 no --weights given. Official checkpoints (download once, then pass the file):
@@ -89,15 +89,10 @@ def resolve_weights(spec: str) -> str:
 def list_inputs(spec: str) -> list[str]:
     """Image paths from a file, a folder (recursive, sorted) or a .txt list (one per line)."""
     if os.path.isdir(spec):
-        found = [
-            os.path.join(root, f)
-            for root, _, files in os.walk(spec)
-            for f in files
-            if f.lower().endswith(IMAGE_EXTENSIONS)
-        ]
+        found = find_images(spec)
         if not found:
             raise SystemExit(f"error: {spec}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-        return sorted(found)
+        return found
     if spec.endswith(".txt"):
         with open(spec) as f:
             return [line.strip() for line in f if line.strip()]

@@ -1,10 +1,29 @@
 """Test-wide JAX settings: CPU, 8 virtual devices for sharding tests, full float32 matmuls."""
 
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the whole run, shared by the xdist workers and the
+# subprocesses the tests start: the tiny models' programs compile once (keys are content
+# hashes, so a cache left from an earlier run is only ever reused for identical programs).
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), f"dajax-test-jax-cache-{os.getuid()}"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+# Longest files first: with `--dist loadfile` each file runs on one worker, so starting the
+# slow ones early keeps both workers busy to the end.
+SLOW_FILES = ("tests/training/test_multiprocess.py", "tests/training/test_stages.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(SLOW_FILES)))

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dajax.io.images import IMAGE_EXTENSIONS, ImageReadError, read_image
+from dajax.io.images import IMAGE_EXTENSIONS, ImageReadError, find_images, read_image
 
 log = logging.getLogger("dajax")
 
@@ -111,12 +111,7 @@ def scan_class_folders(root: str, classes: Sequence[str] | None = None) -> Split
         folder = os.path.join(root, name)
         if not os.path.isdir(folder):
             raise ValueError(f"{folder}: class folder {name!r} is missing")
-        found = sorted(
-            os.path.join(r, f)
-            for r, _, files in os.walk(folder)
-            for f in files
-            if f.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        found = find_images(folder)
         if not found:
             raise ValueError(f"{folder}: class folder {name!r} has no images ({IMAGE_EXTENSIONS})")
         paths += found

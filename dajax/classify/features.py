@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dajax.models import ModelConfig
-from dajax.models.dinov2 import DinoVisionTransformer
+from dajax.models.depth_anything import build_encoder
 from dajax.models.variants import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE
 
 log = logging.getLogger("dajax")
@@ -166,15 +166,7 @@ def _resnet50(weights: str | None, output: str, seed: int):
 
 
 def _dinov2(config: ModelConfig, weights: str | None, seed: int):
-    encoder = DinoVisionTransformer(
-        dim=config.dim,
-        depth=config.depth,
-        heads=config.heads,
-        ffn=config.ffn,
-        mlp_ratio=config.mlp_ratio,
-        pretrain_grid=config.pretrain_grid,
-        pos_embed_mode=config.pos_embed,
-    )
+    encoder = build_encoder(config)
     last = (config.depth - 1,)
     if weights:
         from dajax.weights.pretrained import load_dinov2_encoder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from dajax.io.images import IMAGE_EXTENSIONS, ImageReadError, decode_image
+from dajax.io.images import IMAGE_EXTENSIONS, ImageReadError, decode_image, find_images
 
 log = logging.getLogger("dajax")
 
@@ -13,12 +13,7 @@ log = logging.getLogger("dajax")
 def list_images(spec: str) -> list[str]:
     """Image paths under a folder (recursive, sorted) or listed in a .txt file."""
     if os.path.isdir(spec):
-        paths = sorted(
-            os.path.join(root, f)
-            for root, _, files in os.walk(spec)
-            for f in files
-            if f.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        paths = find_images(spec)
     elif os.path.isfile(spec):
         with open(spec) as f:
             paths = [line.strip() for line in f if line.strip()]

@@ -19,6 +19,17 @@ class ImageReadError(ValueError):
     """An image file is missing, empty, or cannot be decoded."""
 
 
+def find_images(folder: str | os.PathLike) -> list[str]:
+    """Paths of the image files (by extension, `IMAGE_EXTENSIONS`) below `folder`, recursively,
+    sorted; empty when there are none."""
+    return sorted(
+        os.path.join(root, f)
+        for root, _, files in os.walk(folder)
+        for f in files
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decodes encoded image bytes (JPEG, PNG, WebP, BMP, TIFF) to RGB.
 

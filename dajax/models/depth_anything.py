@@ -15,6 +15,21 @@ from dajax.models.variants import PATCH_SIZE
 Dtype = jnp.dtype | type
 
 
+def build_encoder(config: ModelConfig, **kw) -> DinoVisionTransformer:
+    """The DINOv2 encoder of `config`; `kw` are `DinoVisionTransformer`'s compute options
+    (dtype, param_dtype, remat, remat_blocks, attention)."""
+    return DinoVisionTransformer(
+        dim=config.dim,
+        depth=config.depth,
+        heads=config.heads,
+        ffn=config.ffn,
+        mlp_ratio=config.mlp_ratio,
+        pretrain_grid=config.pretrain_grid,
+        pos_embed_mode=config.pos_embed,
+        **kw,
+    )
+
+
 class DepthAnything(nn.Module):
     """Monocular depth network.
 
@@ -39,14 +54,8 @@ class DepthAnything(nn.Module):
     def setup(self):
         c = self.config
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        self.pretrained = DinoVisionTransformer(
-            dim=c.dim,
-            depth=c.depth,
-            heads=c.heads,
-            ffn=c.ffn,
-            mlp_ratio=c.mlp_ratio,
-            pretrain_grid=c.pretrain_grid,
-            pos_embed_mode=c.pos_embed,
+        self.pretrained = build_encoder(
+            c,
             remat=self.remat,
             remat_blocks=self.remat_blocks,
             attention=self.attention,

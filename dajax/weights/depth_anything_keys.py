@@ -182,16 +182,22 @@ def official_to_flax(
             continue
         filled[path] = array.astype(targets[path].dtype)
     missing = sorted("/".join(p) for p in targets if p not in filled)
-    problems = []
+    raise_key_problems(unknown, missing, misshaped)
+    return flax.traverse_util.unflatten_dict(filled)
+
+
+def raise_key_problems(unknown, missing, misshaped, problems=(), missing_what="parameters"):
+    """Raises one `CheckpointKeyError` listing unknown / missing / mis-shaped tensors (and any
+    earlier `problems`); does nothing when all are empty."""
+    problems = list(problems)
     if unknown:
         problems.append(f"unknown tensors: {sorted(unknown)}")
     if missing:
-        problems.append(f"missing parameters: {missing}")
+        problems.append(f"missing {missing_what}: {missing}")
     if misshaped:
         problems.append(f"mis-shaped tensors: {misshaped}")
     if problems:
         raise CheckpointKeyError("; ".join(problems))
-    return flax.traverse_util.unflatten_dict(filled)
 
 
 def flax_to_official(params: dict) -> dict[str, np.ndarray]:

@@ -133,14 +133,7 @@ def zoedepth_to_flax(state: dict[str, np.ndarray], target_shapes: dict) -> dict:
             continue
         filled[path] = array.astype(targets[path].dtype)
     missing = sorted(head_official_key(p) for p in targets if p not in filled)
-    if unknown:
-        problems.append(f"unknown tensors: {sorted(unknown)}")
-    if missing:
-        problems.append(f"missing tensors: {missing}")
-    if misshaped:
-        problems.append(f"mis-shaped tensors: {misshaped}")
-    if problems:
-        raise CheckpointKeyError("; ".join(problems))
+    da_keys.raise_key_problems(unknown, missing, misshaped, problems, missing_what="tensors")
     params = flax.traverse_util.unflatten_dict(filled)
     params["core"] = core
     return params

@@ -66,6 +66,9 @@ def preempt_after_step_1(step, state, metrics_log):
 
 runtime.initialize()
 config = tiny_student().teacher_stage
+# One process runs data parallel (1 x 4), several run FSDP (data 2 x fsdp 2 over processes):
+# equal numbers show that FSDP and the process split only change where arrays live.
+config.mesh.fsdp = 1 if num_processes == 1 else 2
 config.optim.warmup_steps = 0
 # Parameters the affine-invariant loss cannot see (the output bias) get gradients that are
 # reduction-order noise; a larger Adam eps keeps that noise from becoming full-size updates.
