@@ -80,7 +80,7 @@ def test_config_validation_and_json_round_trip():
         ModelConfig.from_dict({"encoder": "vits", "bogus": 1})
 
 
-@pytest.mark.parametrize("remat, blocks", [("dots_no_batch", 1)])
+@pytest.mark.parametrize("remat, blocks", [("full", 0), ("dots", 0), ("dots_no_batch", 1)])
 def test_remat_policies_leave_gradients_unchanged(remat, blocks):
     config = tiny_config()
     params = init_params(DepthAnything(config), jax.random.key(0), 56)

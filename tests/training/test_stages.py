@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 
 import jax
 import numpy as np
@@ -13,7 +14,7 @@ from configs import eval as eval_config
 from dajax import checkpoints, export
 from dajax.data.pseudo_labels import PseudoLabelSource
 from dajax.eval import evaluate
-from dajax.training import pseudo_label, student
+from dajax.training import loop, pseudo_label, student, teacher
 from dajax.training.metrics_log import read_metrics
 from dajax.training.state import create_state, make_train_step
 
@@ -96,6 +97,38 @@ def test_export_cli_writes_the_newest_checkpoint_params(teacher_run, tmp_path, c
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert export.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "model_config.json: missing" in capsys.readouterr().err
+
+
+def test_sigterm_saves_and_the_resumed_run_matches_the_uninterrupted_one(
+    teacher_run, tmp_path, monkeypatch
+):
+    config, _, _ = teacher_run
+    config.total_steps = 4
+    teacher.run(config, str(tmp_path / "full"))
+
+    log_step = loop._log_step
+
+    def preempt_at_step_2(step, *args):
+        log_step(step, *args)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(loop, "_log_step", preempt_at_step_2)
+    with pytest.raises(loop.Preempted) as preempted:
+        teacher.run(config, str(tmp_path / "split"))
+    assert preempted.value.code == 143 and preempted.value.step == 2
+    assert not (tmp_path / "split" / "export").exists()
+    monkeypatch.setattr(loop, "_log_step", log_step)
+    teacher.run(config, str(tmp_path / "split"))  # the restarted job resumes at step 2
+
+    losses_full = [m["loss"] for m in read_metrics(str(tmp_path / "full"))]
+    losses_split = [m["loss"] for m in read_metrics(str(tmp_path / "split"))]
+    assert len(losses_full) == 4
+    np.testing.assert_allclose(losses_split, losses_full, rtol=1e-6)
+    _, p_full = checkpoints.load_inference_params(tmp_path / "full" / "export")
+    _, p_split = checkpoints.load_inference_params(tmp_path / "split" / "export")
+    for a, b in zip(jax.tree.leaves(p_full), jax.tree.leaves(p_split), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
 
 
 def test_online_teacher_and_ablation_switches(teacher_run, tmp_path):
