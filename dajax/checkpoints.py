@@ -15,9 +15,9 @@ import os
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.experimental import multihost_utils
 
 from dajax.models import DepthAnything, ModelConfig, param_shapes
+from dajax.runtime import sync_processes
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
@@ -33,22 +33,16 @@ def save_inference_params(path: str | os.PathLike, params: dict, config: ModelCo
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path):
         raise FileExistsError(f"{path}: already exists; choose a new output directory")
-    sync_processes("dajax_inference_params_check")
+    sync_processes("inference_params_check")
     if jax.process_index() == 0:
         os.makedirs(path)
-    sync_processes("dajax_inference_params_mkdir")
+    sync_processes("inference_params_mkdir")
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(path, PARAMS_DIR), params)
     if jax.process_index() == 0:
         with open(os.path.join(path, CONFIG_FILE), "w") as f:
             f.write(config.to_json())
-    sync_processes("dajax_inference_params_done")
-
-
-def sync_processes(name: str) -> None:
-    """A barrier over all processes (a no-op in a single-process run)."""
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
+    sync_processes("inference_params_done")
 
 
 def is_inference_checkpoint(path: str | os.PathLike) -> bool:
@@ -88,6 +82,23 @@ def load_inference_params(
     return config, params
 
 
+# Replica-parallel saving splits each replicated shard among its replicas, slicing it on device
+# with one compiled program per shape and slice; below this many bytes per slice the I/O saved
+# is not worth the compiles, and the first replica writes the whole shard.
+REPLICA_PARALLEL_MIN_BYTES = 1 << 20
+
+
+def _state_handler() -> ocp.PyTreeCheckpointHandler:
+    """The train-state handler: orbax's, with replica-parallel saves for large arrays only."""
+    arrays = ocp.type_handlers.ArrayHandler(
+        min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_BYTES
+    )
+    registry = ocp.type_handlers.create_type_handler_registry(
+        (jax.Array, arrays), (np.ndarray, ocp.type_handlers.NumpyHandler())
+    )
+    return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
+
+
 class TrainCheckpointer:
     """Composite training checkpoints: train state + input-pipeline iterator state.
 
@@ -108,7 +119,11 @@ class TrainCheckpointer:
         options = ocp.CheckpointManagerOptions(
             save_interval_steps=save_every, max_to_keep=max_to_keep, create=True
         )
-        self.manager = ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
+        self.manager = ocp.CheckpointManager(
+            os.path.abspath(os.fspath(directory)),
+            options=options,
+            item_handlers={"state": _state_handler(), "data": grain.checkpoint.CheckpointHandler()},
+        )
 
     def latest_step(self) -> int | None:
         """The newest saved step, or None."""
@@ -116,14 +131,19 @@ class TrainCheckpointer:
 
     def save(self, step: int, state, data_iterator=None, *, force: bool = False) -> bool:
         """Saves when `step` is due (or `force`); returns whether a save started."""
-        items = {"state": ocp.args.StandardSave(state)}
+        items = {"state": ocp.args.PyTreeSave(state)}
         if data_iterator is not None:
             items["data"] = self._grain.checkpoint.CheckpointSave(data_iterator)
         return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
     def restore(self, step: int, abstract_state, data_iterator=None):
         """Restores the state onto `abstract_state`'s shardings (and the iterator in place)."""
-        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        items = {
+            "state": ocp.args.PyTreeRestore(
+                item=abstract_state,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
+            )
+        }
         if data_iterator is not None:
             items["data"] = self._grain.checkpoint.CheckpointRestore(data_iterator)
         return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]

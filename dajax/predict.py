@@ -207,7 +207,7 @@ def random_estimator(arch: str, input_size: int, dtype: str):
     from dajax.models import DepthAnything, ModelConfig, init_params
 
     config = ModelConfig.from_variant(arch, "v2")
-    params = init_params(DepthAnything(config), jax.random.key(0), 14 * 4)
+    params = init_params(DepthAnything(config), jax.random.key(0))
     return DepthEstimator(config, params, input_size=input_size, dtype=dtype)
 
 

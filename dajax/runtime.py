@@ -62,3 +62,24 @@ def setup_logging() -> None:
     )
     for noisy in ("absl", "jax._src", "orbax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+BARRIER_TIMEOUT_S = 1800
+_barrier_uses: dict[str, int] = {}
+
+
+def sync_processes(name: str, timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+    """Blocks until every process reaches the barrier `name` (a no-op in one process).
+
+    The barrier lives in JAX's coordination service, not in a device collective, so processes
+    may arrive far apart (one still compiling or loading weights): gloo's CPU collectives give
+    up after 30 s, the coordination service waits `timeout_s`. Every process must call the
+    same names in the same order.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed  # the client is not exported publicly
+
+    _barrier_uses[name] = _barrier_uses.get(name, 0) + 1
+    barrier_id = f"dajax/{name}/{_barrier_uses[name]}"
+    distributed.global_state.client.wait_at_barrier(barrier_id, int(timeout_s * 1000))

@@ -95,13 +95,21 @@ class DepthAnything(nn.Module):
         return tokens.astype(jnp.float32)
 
 
-def init_params(model: DepthAnything, rng: jax.Array, image_size: int = 518) -> dict:
+# XLA:CPU spends most of an initialiser's compile time optimising RNG code that runs once;
+# optimisation level 0 compiles it about 4x faster, and the values agree to a float32 ulp.
+_CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def init_params(model: DepthAnything, rng: jax.Array) -> dict:
     """Random parameters for `model` (DINOv2-style truncated normal, zero biases).
 
-    Returns the plain `params` pytree (no 'params' collection wrapper).
+    Returns the plain `params` pytree (no 'params' collection wrapper), on the default device.
+    The parameters do not depend on the image size, so the init runs on a 28 x 28 image.
     """
-    x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    return model.init(rng, x)["params"]
+    x = jnp.zeros((1, 2 * PATCH_SIZE, 2 * PATCH_SIZE, 3), jnp.float32)
+    lowered = jax.jit(lambda r, i: model.init(r, i)["params"]).lower(rng, x)
+    options = _CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else {}
+    return lowered.compile(compiler_options=options)(rng, x)
 
 
 def param_shapes(model: DepthAnything) -> dict:

@@ -21,7 +21,7 @@ import optax
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from dajax import checkpoints, sharding
+from dajax import checkpoints, runtime, sharding
 from dajax.models import ModelConfig
 from dajax.training.metrics_log import MetricsLog
 from dajax.training.state import LossFn, TrainState, create_state, make_train_step
@@ -106,6 +106,7 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
     _write_run_files(workdir, config, recipe.model_config)
     mesh = sharding.make_mesh(config.mesh.fsdp)
     host_params = recipe.init_params()
+    runtime.sync_processes("train_params_ready")  # hosts may finish loading far apart
     abstract = jax.eval_shape(lambda p: create_state(p, recipe.tx), host_params)
     state_sh = sharding.state_shardings(abstract, mesh, config.mesh.fsdp_min_size)
     params = jax.device_put(host_params, state_sh.params)
@@ -145,6 +146,7 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
             batch = sharding.global_batch(next(recipe.batches), mesh)
             if compiled is None:
                 compiled = _compile(step_fn, state, batch, frozen)
+                runtime.sync_processes("train_step_compiled")
                 t_log = time.perf_counter()
             state, metrics = compiled(state, batch, frozen)
             step += 1

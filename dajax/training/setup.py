@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from dajax import checkpoints, visualize
+from dajax import checkpoints, runtime, visualize
 from dajax.data.registry import build_source
 from dajax.data.transforms import crop, resize_shorter
 from dajax.inference import DTYPES
@@ -50,7 +50,7 @@ def initial_params(config: ModelConfig, dinov2_path: str, seed: int) -> dict:
     With `dinov2_path == ''` the encoder is random (seeded): the demo's stand-in for DINOv2,
     announced in the log.
     """
-    params = jax.device_get(init_params(DepthAnything(config), jax.random.key(seed), 28))
+    params = jax.device_get(init_params(DepthAnything(config), jax.random.key(seed)))
     if dinov2_path:
         params["pretrained"] = load_dinov2_encoder(dinov2_path, config)
         log.info("encoder initialised from %s", dinov2_path)
@@ -117,6 +117,7 @@ def export(workdir: str, params, config: ModelConfig) -> str:
     path = os.path.join(workdir, "export")
     staging = path + ".tmp"
     if jax.process_count() > 1:
+        runtime.sync_processes("export_start")
         host_params = multihost_utils.process_allgather(params, tiled=True)
     else:
         host_params = jax.device_get(params)
@@ -128,5 +129,5 @@ def export(workdir: str, params, config: ModelConfig) -> str:
             shutil.rmtree(path)
         os.replace(staging, path)
         log.info("exported inference params to %s", path)
-    checkpoints.sync_processes("dajax_export_done")
+    runtime.sync_processes("export_done")
     return path

@@ -55,9 +55,11 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
             state.params, batch, frozen, rng
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        finite = jnp.isfinite(loss) & jnp.all(
-            jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
-        )
+        grad_norm = optax.global_norm(grads)
+        # The norm is NaN or inf exactly when some gradient is (or when finite gradients are so
+        # large that their squares overflow, a step worth skipping too). One scalar test
+        # compiles several times faster than a per-leaf test on XLA:CPU.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         params = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old),
             optax.apply_updates(state.params, updates),
@@ -66,7 +68,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
         opt_state = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old), opt_state, state.opt_state
         )
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, grad_norm=grad_norm)
         skipped = state.skipped + (~finite).astype(jnp.int32)
         new = TrainState(step=state.step + 1, params=params, opt_state=opt_state, skipped=skipped)
         return new, metrics

@@ -44,7 +44,7 @@ def estimators():
     out = {}
     for version in ("v1", "v2"):
         config = tiny_config(version=version)
-        params = init_params(DepthAnything(config), jax.random.key(0), 98)
+        params = init_params(DepthAnything(config), jax.random.key(0))
         params["depth_head"]["output_conv2_2"]["bias"] = np.ones(1, np.float32)
         out[version] = DepthEstimator(config, params, input_size=56)
     return out

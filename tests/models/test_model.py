@@ -36,7 +36,7 @@ def test_v1_uses_last_four_blocks_and_v2_fixed_indices():
 def test_output_shape_dtype_and_features():
     config = tiny_config()
     model = DepthAnything(config)
-    params = init_params(model, jax.random.key(0), 98)
+    params = init_params(model, jax.random.key(0))
     x = jnp.ones((2, 56, 84, 3))
     depth, feats = model.apply({"params": params}, x, return_features=True)
     assert depth.shape == (2, 56, 84) and depth.dtype == jnp.float32
@@ -50,14 +50,14 @@ def test_output_shape_dtype_and_features():
 def test_metric_head_is_bounded_by_max_depth():
     config = tiny_config(head="metric", max_depth=10.0)
     model = DepthAnything(config)
-    params = init_params(model, jax.random.key(1), 98)
+    params = init_params(model, jax.random.key(1))
     depth = model.apply({"params": params}, jax.random.normal(jax.random.key(2), (1, 42, 42, 3)))
     assert float(depth.min()) > 0.0 and float(depth.max()) < 10.0
 
 
 def test_bfloat16_compute_tracks_float32():
     config = tiny_config(head="metric", max_depth=10.0)
-    params = init_params(DepthAnything(config), jax.random.key(3), 98)
+    params = init_params(DepthAnything(config), jax.random.key(3))
     x = jax.random.normal(jax.random.key(4), (1, 70, 70, 3))
     ref = DepthAnything(config).apply({"params": params}, x)
     out = DepthAnything(config, dtype=jnp.bfloat16).apply({"params": params}, x)
@@ -83,7 +83,7 @@ def test_config_validation_and_json_round_trip():
 @pytest.mark.parametrize("remat, blocks", [("full", 0), ("dots", 0), ("dots_no_batch", 1)])
 def test_remat_policies_leave_gradients_unchanged(remat, blocks):
     config = tiny_config()
-    params = init_params(DepthAnything(config), jax.random.key(0), 56)
+    params = init_params(DepthAnything(config), jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (1, 28, 42, 3))
 
     def grads(model):
@@ -99,7 +99,7 @@ def test_remat_policies_leave_gradients_unchanged(remat, blocks):
 
 def test_attention_kernel_choice_reaches_every_block():
     config = tiny_config()
-    params = init_params(DepthAnything(config), jax.random.key(0), 56)
+    params = init_params(DepthAnything(config), jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (1, 28, 28, 3))
     chunked = DepthAnything(config, attention="chunked").apply({"params": params}, x)
     xla = DepthAnything(config, attention="xla").apply({"params": params}, x)

@@ -26,7 +26,7 @@ assert not any(m.startswith("dajax.models") or m == "flax" for m in sys.modules)
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     config = tiny_config()
-    params = init_params(DepthAnything(config), jax.random.key(0), 56)
+    params = init_params(DepthAnything(config), jax.random.key(0))
     out = tmp_path_factory.mktemp("served")
     serving.export_network(config, params, str(out), 28, 42)
     return config, params, out
@@ -60,7 +60,7 @@ def test_wrong_input_and_missing_files_are_named(exported, tmp_path):
 
 def test_bfloat16_export_round_trips_the_weights(tmp_path):
     config = tiny_config()
-    params = init_params(DepthAnything(config), jax.random.key(1), 28)
+    params = init_params(DepthAnything(config), jax.random.key(1))
     serving.export_network(config, params, str(tmp_path), 28, 28, dtype="bfloat16")
     x = np.random.default_rng(1).normal(size=(2, 28, 28, 3)).astype(np.float32)
     got = np.asarray(serving.load_served(str(tmp_path))(x))
