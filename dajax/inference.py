@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dajax.models import DepthAnything, ModelConfig
+from dajax.models import DepthAnything, ModelConfig, init_params
 from dajax.models.resample import resize_bilinear
 from dajax.preprocess import check_image, network_size, preprocess
 from dajax.weights.pretrained import load_depth_anything
@@ -74,6 +74,15 @@ class DepthEstimator:
         config, params = load_depth_anything(
             path, arch=arch, version=version, head=head, max_depth=max_depth, pos_embed=pos_embed
         )
+        return cls(config, params, input_size=input_size, dtype=dtype)
+
+    @classmethod
+    def random(
+        cls, config: ModelConfig, *, seed: int = 0, input_size: int = 518, dtype: str = "float32"
+    ) -> DepthEstimator:
+        """Seeded random weights (`init_params`): runs the whole pipeline without a checkpoint,
+        for demos and plumbing; its depth maps carry no depth knowledge."""
+        params = init_params(DepthAnything(config), jax.random.key(seed))
         return cls(config, params, input_size=input_size, dtype=dtype)
 
     def forward(self, x: np.ndarray | jax.Array) -> jax.Array:

@@ -199,21 +199,10 @@ def write_demo_inputs(outdir: str, count: int = 2) -> str:
     return folder
 
 
-def random_estimator(arch: str, input_size: int, dtype: str):
-    """A seeded random-weight Depth Anything (no checkpoint needed; output is meaningless)."""
-    import jax
-
-    from dajax.inference import DepthEstimator
-    from dajax.models import DepthAnything, ModelConfig, init_params
-
-    config = ModelConfig.from_variant(arch, "v2")
-    params = init_params(DepthAnything(config), jax.random.key(0))
-    return DepthEstimator(config, params, input_size=input_size, dtype=dtype)
-
-
 def load_estimator(args: argparse.Namespace):
     """The estimator the arguments ask for; exits with a message when none can be built."""
     from dajax.inference import DepthEstimator
+    from dajax.models import ModelConfig
 
     if not args.weights:
         if not args.demo:
@@ -224,7 +213,8 @@ def load_estimator(args: argparse.Namespace):
             "works, not what a trained model predicts",
             file=sys.stderr,
         )
-        return random_estimator(args.arch or "vits", args.input_size, args.dtype)
+        config = ModelConfig.from_variant(args.arch or "vits", "v2")
+        return DepthEstimator.random(config, input_size=args.input_size, dtype=args.dtype)
     try:
         return DepthEstimator.from_pretrained(
             resolve_weights(args.weights),

@@ -28,7 +28,6 @@ import logging
 import os
 import time
 
-import jax
 import numpy as np
 
 from dajax.classify import data as cdata
@@ -105,32 +104,7 @@ def build_estimator(depth_cfg, seed: int):
         "Anything (%s); they carry no depth knowledge. Pass --config.depth.weights=PATH. !!!",
         model_config.encoder,
     )
-    return random_estimator(model_config, depth_cfg.input_size, seed)
-
-
-def random_estimator(model_config, input_size: int, seed: int):
-    """A `DepthEstimator` with seeded random params for `model_config`.
-
-    Params are filled with numpy from the module's parameter shapes (kernels and embeddings
-    N(0, 1/fan_in), biases 0, norm scales and LayerScale gammas 1), because compiling the
-    Flax initialisers of the whole network takes ~45 s on a 2-core CPU.
-    """
-    from dajax.inference import DepthEstimator
-    from dajax.models import DepthAnything, param_shapes
-
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name in ("scale", "gamma"):
-            return np.ones(leaf.shape, np.float32)
-        if name == "bias":
-            return np.zeros(leaf.shape, np.float32)
-        fan_in = int(np.prod(leaf.shape[:-1])) if name == "kernel" else 2500
-        return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
-
-    params = jax.tree_util.tree_map_with_path(fill, param_shapes(DepthAnything(model_config)))
-    return DepthEstimator(model_config, params, input_size=input_size)
+    return DepthEstimator.random(model_config, seed=seed, input_size=depth_cfg.input_size)
 
 
 def depth_images(config, workdir: str, train, val, true_depths):

@@ -14,11 +14,9 @@ import logging
 import jax
 import numpy as np
 
-from dajax.models import ModelConfig, param_shapes
+from dajax.models import ModelConfig
 from dajax.training import losses, setup
-from dajax.training.loop import Recipe, train
-from dajax.training.optimizer import build_optimizer
-from dajax.training.teacher import labeled_batches
+from dajax.training.teacher import train_supervised
 from dajax.weights.pretrained import load_depth_anything
 
 log = logging.getLogger("dajax")
@@ -82,16 +80,6 @@ def run(config, workdir: str) -> str:
     model, model_config = setup.build_model(config.model)
     if model_config.head != "metric":
         raise ValueError("metric fine-tuning needs config.model.head = 'metric' (and max_depth)")
-    tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
-    batches = iter(labeled_batches(config, target="depth"))
-    recipe = Recipe(
-        lambda: initial_params(model_config, config.init, config.seed),
-        tx,
-        make_loss_fn(model, config.min_depth, model_config.max_depth),
-        batches,
-        model_config=model_config,
-        on_log=setup.labeled_preview(model, config),
-        learning_rates=learning_rates,
-    )
-    state = train(recipe, config, workdir)
-    return setup.export(workdir, state.params, model_config)
+    init = lambda: initial_params(model_config, config.init, config.seed)  # noqa: E731
+    loss_fn = make_loss_fn(model, config.min_depth, model_config.max_depth)
+    return train_supervised(config, workdir, model, model_config, init, loss_fn, "depth")

@@ -44,14 +44,19 @@ def make_loss_fn(model):
 def run(config, workdir: str) -> str:
     """Trains the teacher; returns the path of its exported inference checkpoint."""
     model, model_config = setup.build_model(config.model)
-    tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
-    batches = iter(labeled_batches(config))
     init = lambda: setup.initial_params(model_config, config.init.dinov2, config.seed)  # noqa: E731
+    return train_supervised(config, workdir, model, model_config, init, make_loss_fn(model))
+
+
+def train_supervised(config, workdir, model, model_config, init, loss_fn, target="disparity"):
+    """Trains `loss_fn` on `labeled_batches(config, target)` from `init()` (host params) and
+    exports; returns the export path. The loop of the teacher and metric stages."""
+    tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
     recipe = Recipe(
         init,
         tx,
-        make_loss_fn(model),
-        batches,
+        loss_fn,
+        iter(labeled_batches(config, target)),
         model_config=model_config,
         on_log=setup.labeled_preview(model, config),
         learning_rates=learning_rates,

@@ -174,16 +174,23 @@ def official_to_flax(
             unknown.append(key)
             continue
         array = _to_flax_layout(key, np.asarray(value))
-        if array.shape != tuple(targets[path].shape):
-            misshaped.append(
-                f"{key}: checkpoint {tuple(value.shape)} -> expected "
-                f"{tuple(targets[path].shape)} (Flax layout)"
-            )
-            continue
-        filled[path] = array.astype(targets[path].dtype)
+        if place_tensor(key, np.shape(value), array, targets[path], misshaped):
+            filled[path] = array.astype(targets[path].dtype)
     missing = sorted("/".join(p) for p in targets if p not in filled)
     raise_key_problems(unknown, missing, misshaped)
     return flax.traverse_util.unflatten_dict(filled)
+
+
+def place_tensor(key: str, checkpoint_shape, array: np.ndarray, target, misshaped: list) -> bool:
+    """Whether `array` (the tensor `key`, already in Flax layout) has the target's shape;
+    otherwise notes `key: checkpoint <shape> -> expected <shape>` in `misshaped`."""
+    if array.shape == tuple(target.shape):
+        return True
+    misshaped.append(
+        f"{key}: checkpoint {tuple(checkpoint_shape)} -> expected {tuple(target.shape)} "
+        "(Flax layout)"
+    )
+    return False
 
 
 def raise_key_problems(unknown, missing, misshaped, problems=(), missing_what="parameters"):

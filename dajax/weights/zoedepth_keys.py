@@ -125,13 +125,8 @@ def zoedepth_to_flax(state: dict[str, np.ndarray], target_shapes: dict) -> dict:
         array = np.asarray(value)
         if array.ndim == 4:
             array = array.transpose(2, 3, 1, 0)  # Conv2d [O, I, kh, kw] -> [kh, kw, I, O]
-        if array.shape != tuple(targets[path].shape):
-            misshaped.append(
-                f"{key}: checkpoint {tuple(value.shape)} -> expected "
-                f"{tuple(targets[path].shape)} (Flax layout)"
-            )
-            continue
-        filled[path] = array.astype(targets[path].dtype)
+        if da_keys.place_tensor(key, np.shape(value), array, targets[path], misshaped):
+            filled[path] = array.astype(targets[path].dtype)
     missing = sorted(head_official_key(p) for p in targets if p not in filled)
     da_keys.raise_key_problems(unknown, missing, misshaped, problems, missing_what="tensors")
     params = flax.traverse_util.unflatten_dict(filled)

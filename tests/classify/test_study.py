@@ -9,6 +9,7 @@ import pytest
 
 from configs import classify as classify_config
 from dajax.classify import data, depth_cache, mlp
+from dajax.inference import DepthEstimator
 from dajax.models import ModelConfig
 
 TINY_DEPTH = ModelConfig(
@@ -74,9 +75,7 @@ def test_image_folder_errors_on_empty_class_and_reads_records(tmp_path):
 
 
 def test_depth_cache_is_resumable(tmp_path):
-    from dajax.classify import study
-
-    estimator = study.random_estimator(TINY_DEPTH, input_size=28, seed=0)
+    estimator = DepthEstimator.random(TINY_DEPTH, input_size=28)
     images = np.random.default_rng(0).integers(0, 255, (5, 30, 26, 3), np.uint8)
     source = data.ArraySource(images, np.zeros(5), [f"img/{i}.png" for i in range(5)], ("a",))
     cache = str(tmp_path / "depth")
