@@ -73,15 +73,22 @@ def main() -> None:
     p.add_argument("--labeled-per-device", type=int, default=1)
     p.add_argument("--size", type=int, default=518)
     p.add_argument("--remat", default="full")
+    p.add_argument(
+        "--attention",
+        default="xla",
+        help="the GPU default 'xla' (scores materialised; cuDNN's flash kernel needs less), "
+        "not the CPU-only 'chunked'",
+    )
     args = p.parse_args()
 
     config = ModelConfig.from_variant(args.encoder, "v2")
-    model = DepthAnything(config, dtype=jnp.bfloat16, remat=args.remat)
+    model = DepthAnything(config, dtype=jnp.bfloat16, remat=args.remat, attention=args.attention)
     n_params = sum(x.size for x in jax.tree.leaves(param_shapes(model)))
     print(
         f"{jax.device_count()} x {jax.devices()[0].device_kind}; {args.encoder} "
         f"({n_params / 1e6:.0f}M params, float32 + AdamW), {args.size}², bfloat16 compute, "
-        f"remat={args.remat}, {args.labeled_per_device} labeled image(s) per device "
+        f"remat={args.remat}, attention={args.attention}, {args.labeled_per_device} labeled "
+        "image(s) per device "
         "(student: + 2x unlabeled)\n"
     )
     print("| stage | data x fsdp | args GiB | outputs GiB | temps GiB | total GiB | fits 80 GB |")

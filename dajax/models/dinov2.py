@@ -55,11 +55,14 @@ def _softmax_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.nd
 
 
 def _chunked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
-    """`_softmax_attention` per image and per block of `QUERY_BLOCK` queries (`lax.map`).
+    """`_softmax_attention` per block of `QUERY_BLOCK` queries (`lax.map`), vectorised over
+    the batch.
 
     Exact (each query row's softmax is independent). On memory-bound CPUs a [heads, block, N]
-    score tile stays in cache instead of streaming a [B, heads, N, N] tensor through memory,
-    which makes ViT-S at 518 px ~1.4x faster.
+    score tile per image stays in cache instead of streaming a [B, heads, N, N] tensor through
+    memory, which makes ViT-S at 518 px ~1.4x faster. The loop runs over query blocks, never
+    over the batch: a loop over a batch sharded across devices would gather every image onto
+    every device.
     """
     n = q.shape[2]
     if n <= QUERY_BLOCK:
@@ -74,7 +77,7 @@ def _chunked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.nd
         out = jax.lax.map(lambda b: _softmax_attention(b, ki, vi), jnp.moveaxis(blocks, 1, 0))
         return jnp.moveaxis(out, 0, 1).reshape(qi.shape[0], n + pad, qi.shape[2])[:, :n]
 
-    return jax.lax.map(one_image, (q, k, v))
+    return jax.vmap(one_image)((q, k, v))
 
 
 def scaled_dot_product_attention(

@@ -102,8 +102,9 @@ def test_export_cli_writes_the_newest_checkpoint_params(teacher_run, tmp_path, c
 def test_sigterm_saves_and_the_resumed_run_matches_the_uninterrupted_one(
     teacher_run, tmp_path, monkeypatch
 ):
-    config, _, _ = teacher_run
+    config = teacher_run[0].copy_and_resolve_references()
     config.total_steps = 4
+    config.mesh.fsdp = 1  # data parallel over the 8 devices (the demo fixture ran FSDP)
     teacher.run(config, str(tmp_path / "full"))
 
     log_step = loop._log_step
@@ -138,6 +139,7 @@ def test_online_teacher_and_ablation_switches(teacher_run, tmp_path):
     config.teacher = export
     config.loss.feature = False
     config.loss.perturb = False
+    config.mesh.fsdp = 1  # data parallel over the 8 devices (the demo fixture ran FSDP)
     student.run(config, str(tmp_path / "online"))
     last = read_metrics(str(tmp_path / "online"))[-1]
     assert "loss_unlabeled" in last and "loss_feature" not in last
