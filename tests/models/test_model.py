@@ -110,14 +110,15 @@ def test_attention_kernel_choice_reaches_every_block():
         DepthAnything(config, attention="flash9").apply({"params": params}, x)
 
 
-def test_chunked_attention_is_exact_and_keeps_the_batch_sharded():
+def test_chunked_attention_is_exact_and_keeps_the_batch_sharded(monkeypatch):
     q, k, v = jax.random.normal(jax.random.key(0), (3, 8, 2, 300, 16))  # N > one query block
-    np.testing.assert_allclose(
-        scaled_dot_product_attention(q, k, v, "chunked"),
-        scaled_dot_product_attention(q, k, v, "xla"),
-        rtol=1e-5,
-        atol=1e-6,
-    )
+    reference = scaled_dot_product_attention(q, k, v, "xla")
+    vectorised = scaled_dot_product_attention(q, k, v, "chunked")  # 8 test devices
+    with monkeypatch.context() as m:
+        m.setattr(jax, "device_count", lambda: 1)  # the one-device per-image loop
+        looped = scaled_dot_product_attention(q, k, v, "chunked")
+    for out in (vectorised, looped):
+        np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-6)
     # Data parallel over the 8 test devices: each device attends over its own image only, so
     # the compiled program needs no collective (a loop over the batch gathered every image).
     mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))

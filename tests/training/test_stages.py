@@ -104,7 +104,6 @@ def test_sigterm_saves_and_the_resumed_run_matches_the_uninterrupted_one(
 ):
     config = teacher_run[0].copy_and_resolve_references()
     config.total_steps = 4
-    config.mesh.fsdp = 1  # data parallel over the 8 devices (the demo fixture ran FSDP)
     teacher.run(config, str(tmp_path / "full"))
 
     log_step = loop._log_step
