@@ -28,6 +28,13 @@ from dajax.weights.pretrained import load_depth_anything
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def _jitted_resize(align_corners: bool):
+    """`resize(depth [B, h, w], (H, W)) -> [B, H, W]` bilinear, jitted once per output size."""
+    return jax.jit(
+        lambda d, size: resize_bilinear(d, size, align_corners=align_corners), static_argnums=1
+    )
+
+
 class DepthEstimator:
     """A Depth Anything model with its params, preprocessing and post-processing.
 
@@ -48,10 +55,7 @@ class DepthEstimator:
         self.model = DepthAnything(config, dtype=DTYPES[dtype])
         self.params = jax.device_put(params)
         self._apply = jax.jit(lambda p, x: self.model.apply({"params": p}, x))
-        align = config.version == "v2"
-        self._resize = jax.jit(
-            lambda d, size: resize_bilinear(d, size, align_corners=align), static_argnums=1
-        )
+        self._resize = _jitted_resize(align_corners=config.version == "v2")
 
     @classmethod
     def from_pretrained(
@@ -153,9 +157,7 @@ class ZoeDepthEstimator:
         self.params = jax.device_put(params)
         prep = lambda x: prep_for_core(x, tuple(img_size), keep_aspect_ratio)  # noqa: E731
         self._forward = jax.jit(lambda p, x: module.apply({"params": p}, prep(x)))
-        self._resize = jax.jit(
-            lambda d, size: resize_bilinear(d, size, align_corners=True), static_argnums=1
-        )
+        self._resize = _jitted_resize(align_corners=True)
 
     @classmethod
     def from_pretrained(
