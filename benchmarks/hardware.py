@@ -31,6 +31,68 @@ def peak_flops(dtype: str, override_tflops: float = 0.0) -> float | None:
     return None
 
 
+def _hopper_target(name: str, memory_bytes: int, bandwidth: int) -> str:
+    """XLA's GPU target description (`stream_executor.GpuTargetConfigProto`, text format) of an
+    SXM Hopper GPU (132 SMs, compute capability 9.0) with CUDA 12.9 and cuDNN 9."""
+    return f"""
+gpu_device_info {{
+  cuda_compute_capability {{ major: 9 minor: 0 }}
+  core_count: 132
+  fpus_per_core: 128
+  clock_rate_ghz: 1.98
+  memory_bandwidth: {bandwidth}
+  device_memory_size: {memory_bytes}
+  l2_cache_size: 52428800
+  threads_per_block_limit: 1024
+  threads_per_warp: 32
+  threads_per_core_limit: 2048
+  shared_memory_per_block: 49152
+  shared_memory_per_block_optin: 232448
+  shared_memory_per_core: 233472
+  registers_per_core_limit: 65536
+  registers_per_block_limit: 65536
+  block_dim_limit_x: 2147483647
+  block_dim_limit_y: 65535
+  block_dim_limit_z: 65535
+}}
+platform_name: "CUDA"
+dnn_version_info {{ major: 9 minor: 8 }}
+runtime_version {{ major: 12 minor: 9 }}
+device_description_str: "{name}"
+"""
+
+
+# Targets XLA can compile for without the device (memory and bandwidth as the GPUs report).
+GPU_TARGETS = {
+    "h100": _hopper_target("NVIDIA H100 80GB HBM3", 84_929_347_584, 3_352_320_000_000),
+    "h200": _hopper_target("NVIDIA H200", 150_754_820_096, 4_800_000_000_000),
+}
+
+
+def compile_only_devices(target: str, count: int) -> list:
+    """`count` devices of a GPU `target` (a `GPU_TARGETS` key) that XLA compiles for without
+    the hardware: a compile-only topology from `jax.experimental.topologies`.
+
+    Needs the CUDA plugin (`pip install "jax[cuda12]"`), not a GPU, and `JAX_PLATFORMS=cpu` in
+    the environment (the plugin skips its device checks only then): the process runs on the CPU
+    and only compiles for the GPU.
+    """
+    from jax.experimental import topologies
+
+    if jax.config.jax_platforms != "cpu":
+        raise SystemExit(f"compiling for {target} without the GPU needs JAX_PLATFORMS=cpu")
+    try:
+        topology = topologies.get_topology_desc(
+            platform="cuda", target_config=GPU_TARGETS[target], topology=f"1x1x{count}"
+        )
+    except Exception as e:  # the plugin's error names no fix
+        raise SystemExit(
+            f"compiling for {target} without the GPU needs JAX's CUDA plugin "
+            f'(pip install "jax[cuda12]=={jax.__version__}"): {e}'
+        ) from e
+    return list(topology.devices)
+
+
 def torch_device() -> torch.device:
     """CUDA when PyTorch sees a GPU, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,14 +1,19 @@
 """Per-device memory of the compiled train steps under data parallelism and FSDP.
 
+    # on the GPUs themselves, or on fake CPU devices
     XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \
         python benchmarks/memory.py --encoder vitg --stages student --fsdp 1 8
+    # for 8 H100s, compiled here without them (needs jax's CUDA plugin, no GPU)
+    JAX_PLATFORMS=cpu python benchmarks/memory.py --target h100 --devices 8 --encoder vitg --fsdp 8
 
-Compiles (never runs) dajax's jitted step ahead of time on an 8-device mesh, with the shardings
-the training loop uses (`dajax.sharding`), and prints XLA's memory analysis per device:
-arguments (params, optimiser state, the batch slice, the frozen DINOv2), outputs and
-temporaries. Run on fake CPU devices it needs no accelerator; the CPU compiler's buffer
-assignment differs from the GPU's in detail, so read the totals as estimates (within ~10-20%).
-The reference point printed beside each row is the memory of one 80 GB GPU.
+Compiles (never runs) dajax's jitted step ahead of time on a ('data', 'fsdp') mesh, with the
+shardings the training loop uses (`dajax.sharding`; frozen encoders sharded like the params),
+and prints XLA's memory analysis per device: arguments (params, optimiser state, the batch
+slice, the frozen DINOv2), outputs and temporaries. `--target h100` runs XLA's GPU compiler
+for an H100 target description (`hardware.GPU_TARGETS`): the same buffer assignment and
+scheduling a run on that GPU gets. On fake CPU devices the CPU compiler's numbers are an
+upper bound (it does not realise remat's savings; see README). The reference point printed
+beside each row is one 80 GB GPU.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks import hardware  # noqa: E402
 from benchmarks.train_step import make_batch, make_tx, stage_loss_fn  # noqa: E402
 from dajax import sharding  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
@@ -30,9 +36,12 @@ from dajax.training.state import create_state, make_train_step  # noqa: E402
 GPU_GIB = 80
 
 
-def compiled_memory(model, stage: str, fsdp: int, per_device_labeled: int, size: int):
-    """XLA's memory analysis of the step compiled for a ('data', 'fsdp') mesh."""
-    mesh = sharding.make_mesh(fsdp)
+def compile_step(
+    model, stage: str, fsdp: int, per_device_labeled: int, size: int, devices=None
+) -> jax.stages.Compiled:
+    """The step of `stage` compiled (not run) for a ('data', 'fsdp') mesh of `devices`, with
+    the loop's shardings, for `per_device_labeled` labeled images per device at `size`²."""
+    mesh = sharding.make_mesh(fsdp, devices)
     params = param_shapes(model)
     tx = make_tx(model)
     abstract = jax.eval_shape(lambda p: create_state(p, tx), params)
@@ -47,10 +56,12 @@ def compiled_memory(model, stage: str, fsdp: int, per_device_labeled: int, size:
     }
     frozen = None
     if stage == "student":
-        rep = sharding.replicated(mesh)
+        dinov2 = params["pretrained"]
         frozen = {
             "dinov2": jax.tree.map(
-                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), params["pretrained"]
+                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                dinov2,
+                sharding.state_shardings(dinov2, mesh),
             )
         }
     step = jax.jit(
@@ -58,11 +69,16 @@ def compiled_memory(model, stage: str, fsdp: int, per_device_labeled: int, size:
         out_shardings=(state_sh, sharding.replicated(mesh)),
         donate_argnums=0,
     )
-    # Memory comes from XLA's buffer assignment, done before code generation: the compile skips
-    # LLVM optimisation (never run), which on CPU makes a ViT-G step compile several times faster.
-    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
-    compiled = step.lower(state, batch, frozen).compile(compiler_options=options)
-    return compiled.memory_analysis()
+    options = {}
+    if mesh.devices.flat[0].platform == "cpu":
+        # Memory comes from buffer assignment, done before code generation: skipping LLVM's
+        # optimisation (the program never runs) makes a ViT-G step compile several times faster.
+        options["xla_backend_optimization_level"] = 0
+    elif mesh.devices.flat[0].client.runtime_type == "compile_only_runtime":
+        # Without the device XLA's Triton GEMM tiler fails on some of the step's matmuls
+        # ("Couldn't find output tile sizes"); cuBLAS takes them, with the same buffers.
+        options["xla_gpu_enable_triton_gemm"] = False
+    return step.lower(state, batch, frozen).compile(compiler_options=options)
 
 
 def main() -> None:
@@ -79,13 +95,24 @@ def main() -> None:
         help="the GPU default 'xla' (scores materialised; cuDNN's flash kernel needs less), "
         "not the CPU-only 'chunked'",
     )
+    p.add_argument(
+        "--target",
+        default="host",
+        choices=["host", *hardware.GPU_TARGETS],
+        help="'host': this process's devices; a GPU name: compile for --devices of them here",
+    )
+    p.add_argument("--devices", type=int, default=8, help="device count for a GPU --target")
     args = p.parse_args()
+    devices = None
+    if args.target != "host":
+        devices = hardware.compile_only_devices(args.target, args.devices)
+    devices_shown = devices or jax.devices()
 
     config = ModelConfig.from_variant(args.encoder, "v2")
     model = DepthAnything(config, dtype=jnp.bfloat16, remat=args.remat, attention=args.attention)
     n_params = sum(x.size for x in jax.tree.leaves(param_shapes(model)))
     print(
-        f"{jax.device_count()} x {jax.devices()[0].device_kind}; {args.encoder} "
+        f"{len(devices_shown)} x {devices_shown[0].device_kind}; {args.encoder} "
         f"({n_params / 1e6:.0f}M params, float32 + AdamW), {args.size}², bfloat16 compute, "
         f"remat={args.remat}, attention={args.attention}, {args.labeled_per_device} labeled "
         "image(s) per device "
@@ -96,12 +123,13 @@ def main() -> None:
     gib = 2**30
     for stage in args.stages:
         for fsdp in args.fsdp:
-            mem = compiled_memory(model, stage, fsdp, args.labeled_per_device, args.size)
+            compiled = compile_step(model, stage, fsdp, args.labeled_per_device, args.size, devices)
+            mem = compiled.memory_analysis()
             # Donated state aliases its outputs: count arguments and temporaries once.
             total = mem.argument_size_in_bytes + mem.temp_size_in_bytes
             total += mem.output_size_in_bytes - mem.alias_size_in_bytes
             print(
-                f"| {stage} | {jax.device_count() // fsdp} x {fsdp} | "
+                f"| {stage} | {len(devices_shown) // fsdp} x {fsdp} | "
                 f"{mem.argument_size_in_bytes / gib:.1f} | {mem.output_size_in_bytes / gib:.1f} | "
                 f"{mem.temp_size_in_bytes / gib:.1f} | {total / gib:.1f} | "
                 f"{'yes' if total / gib < GPU_GIB * 0.93 else 'no'} |",

@@ -19,16 +19,20 @@ BATCH_AXES = ("data", "fsdp")
 FSDP_MIN_SIZE = 2**16  # smaller arrays (norms, biases) stay replicated
 
 
-def make_mesh(fsdp: int = 1) -> Mesh:
+def make_mesh(fsdp: int = 1, devices=None) -> Mesh:
     """A ('data', 'fsdp') mesh over all devices (of all processes).
 
     Args:
       fsdp: devices per FSDP group; must divide the device count. 1 = pure data parallel.
+      devices: the devices to lay out (default: `jax.devices()`); e.g. the devices of a
+        compile-only topology from `jax.experimental.topologies`.
     """
-    n = jax.device_count()
+    n = len(devices) if devices is not None else jax.device_count()
     if fsdp < 1 or n % fsdp:
         raise ValueError(f"mesh.fsdp={fsdp} must be >= 1 and divide the {n} devices")
-    return jax.make_mesh((n // fsdp, fsdp), BATCH_AXES, axis_types=(AxisType.Auto,) * 2)
+    return jax.make_mesh(
+        (n // fsdp, fsdp), BATCH_AXES, axis_types=(AxisType.Auto,) * 2, devices=devices
+    )
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -53,7 +57,8 @@ def _fsdp_spec(shape: tuple[int, ...], fsdp: int, min_size: int) -> P:
 
 
 def state_shardings(abstract_tree, mesh: Mesh, min_size: int = FSDP_MIN_SIZE):
-    """Shardings for a tree of `ShapeDtypeStruct`s (params, optimiser state).
+    """Shardings for a tree of arrays or `ShapeDtypeStruct`s (params, optimiser state, frozen
+    encoders).
 
     Replicated on a pure data-parallel mesh; FSDP-split when the mesh's 'fsdp' axis > 1, for
     arrays of at least `min_size` elements (smaller ones stay replicated). Scalars (step

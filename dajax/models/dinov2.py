@@ -82,26 +82,49 @@ def _chunked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.nd
     return jax.lax.map(one_image, (q, k, v))
 
 
+def cudnn_attention_fits(dtype, head_dim: int) -> bool:
+    """Whether cuDNN's fused attention takes [.., d] inputs of `dtype` on the default backend:
+    an NVIDIA GPU of compute capability >= 8.0, float16/bfloat16, d a multiple of 8 up to 128.
+    """
+    if jax.default_backend() != "gpu" or jnp.dtype(dtype) not in (jnp.bfloat16, jnp.float16):
+        return False
+    try:
+        major = int(str(jax.devices()[0].compute_capability).split(".")[0])
+    except (AttributeError, ValueError):  # not CUDA (ROCm names its targets gfx...)
+        return False
+    return major >= 8 and head_dim % 8 == 0 and head_dim <= 128
+
+
+def resolve_attention(impl: str, dtype, head_dim: int) -> str:
+    """The kernel `impl` stands for: 'auto' is 'chunked' on CPU, 'cudnn' where
+    `cudnn_attention_fits`, else 'xla'; other names stand for themselves."""
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    if jax.default_backend() == "cpu":
+        return "chunked"
+    return "cudnn" if cudnn_attention_fits(dtype, head_dim) else "xla"
+
+
 def scaled_dot_product_attention(
     q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, impl: str = "auto"
 ) -> jnp.ndarray:
     """Multi-head attention core over [B, heads, N, d] arrays.
 
     Args:
-      impl: 'chunked' (query-blocked, fastest on CPU), 'xla' (`jax.nn.dot_product_attention`),
-        'cudnn' (its cuDNN flash kernel, GPU only), or 'auto' ('chunked' on CPU, else 'xla').
+      impl: 'chunked' (query-blocked, fastest on CPU), 'xla' (`jax.nn.dot_product_attention`,
+        scores materialised), 'cudnn' (its cuDNN flash kernel, GPU only), or 'auto' (see
+        `resolve_attention`: cuDNN on Ampere and newer in half precision).
     """
-    if impl == "auto":
-        impl = "chunked" if jax.default_backend() == "cpu" else "xla"
+    impl = resolve_attention(impl, q.dtype, q.shape[-1])
     if impl == "chunked":
         return _chunked_attention(q, k, v)
-    if impl in ("xla", "cudnn"):
-        t = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, N, heads, d] for jax.nn
-        out = jax.nn.dot_product_attention(
-            t(q), t(k), t(v), implementation=None if impl == "xla" else "cudnn"
-        )
-        return t(out)
-    raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    t = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, N, heads, d] for jax.nn
+    out = jax.nn.dot_product_attention(
+        t(q), t(k), t(v), implementation=None if impl == "xla" else "cudnn"
+    )
+    return t(out)
 
 
 class Attention(nn.Module):
@@ -124,6 +147,31 @@ class Attention(nn.Module):
         return nn.Dense(self.dim, name="proj", **dense)(out.reshape(b, n, self.dim))
 
 
+@jax.custom_vjp
+def exact_gelu(x: jnp.ndarray) -> jnp.ndarray:
+    """x · Φ(x) (erf GELU, PyTorch's default `nn.GELU`), any shape and float dtype.
+
+    Same values as `jax.nn.gelu(x, approximate=False)`. The gradient Φ(x) + x·φ(x) is
+    recomputed from `x` in float32, so the forward pass keeps only its input for the backward
+    (autodiff of the erf form stores two more activation-sized partials per MLP).
+    """
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _exact_gelu_fwd(x):
+    return exact_gelu(x), x
+
+
+def _exact_gelu_bwd(x, grad):
+    x32 = x.astype(jnp.float32)
+    cdf = 0.5 * (1.0 + jax.lax.erf(x32 * (2.0**-0.5)))
+    pdf = jnp.exp(-0.5 * x32 * x32) * (2.0 * jnp.pi) ** -0.5
+    return ((grad.astype(jnp.float32) * (cdf + x32 * pdf)).astype(grad.dtype),)
+
+
+exact_gelu.defvjp(_exact_gelu_fwd, _exact_gelu_bwd)
+
+
 class Mlp(nn.Module):
     """GELU (exact erf) MLP `fc1 -> gelu -> fc2`."""
 
@@ -135,7 +183,7 @@ class Mlp(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=_trunc02)
-        x = nn.gelu(nn.Dense(self.hidden, name="fc1", **dense)(x), approximate=False)
+        x = exact_gelu(nn.Dense(self.hidden, name="fc1", **dense)(x))
         return nn.Dense(self.dim, name="fc2", **dense)(x)
 
 

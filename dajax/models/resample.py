@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -76,6 +77,56 @@ def _cubic_far(x: np.ndarray) -> np.ndarray:
     return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
 
+@functools.lru_cache(maxsize=256)
+def _transposed_taps(
+    method: str, in_size: int, out_size: int, align_corners: bool, scale: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The taps of the resize's transpose: for each input index, the outputs it feeds and their
+    weights, [in, k'] (k' = the most any input feeds; padded with weight-0 taps)."""
+    idx, w = _taps(method, in_size, out_size, align_corners, scale)
+    feeds: list[list[tuple[int, float]]] = [[] for _ in range(in_size)]
+    for o, j in np.ndindex(*idx.shape):
+        feeds[idx[o, j]].append((o, w[o, j]))
+    width = max(len(f) for f in feeds)
+    t_idx = np.zeros((in_size, width), np.int32)
+    t_w = np.zeros((in_size, width), np.float32)
+    for i, f in enumerate(feeds):
+        for j, (o, weight) in enumerate(f):
+            t_idx[i, j], t_w[i, j] = o, weight
+    return t_idx, t_w
+
+
+def _apply_taps(x: jnp.ndarray, axis: int, idx: np.ndarray, w: np.ndarray) -> jnp.ndarray:
+    """sum_k x.take(idx[:, k], axis) * w[:, k]: gathers along `axis` (its new length is
+    len(idx)), weights cast to x's dtype."""
+    shape = [1] * x.ndim
+    shape[axis] = idx.shape[0]
+    out = None
+    for k in range(idx.shape[1]):
+        taken = jnp.take(x, jnp.asarray(idx[:, k]), axis=axis, mode="clip")
+        term = taken * jnp.asarray(w[:, k], dtype=x.dtype).reshape(shape)
+        out = term if out is None else out + term
+    return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _resample(x: jnp.ndarray, axis: int, taps_key: tuple) -> jnp.ndarray:
+    return _apply_taps(x, axis, *_taps(*taps_key))
+
+
+def _resample_fwd(x, axis, taps_key):
+    return _resample(x, axis, taps_key), None
+
+
+def _resample_bwd(axis, taps_key, _, grad):
+    # The transpose as a gather too: autodiff of the forward's gathers would scatter-add, which
+    # GPUs run with atomics (5.7% of a ViT-L teacher step on an H200, mostly the DPT head).
+    return (_apply_taps(grad, axis, *_transposed_taps(*taps_key)),)
+
+
+_resample.defvjp(_resample_fwd, _resample_bwd)
+
+
 def resample_axis(
     x: jnp.ndarray,
     axis: int,
@@ -97,22 +148,14 @@ def resample_axis(
         an output `size` (then the ratio is in/out).
 
     Returns:
-      `x` with `axis` of length `out_size`.
+      `x` with `axis` of length `out_size`. Its gradient is the exact transpose, computed by
+      gathering (no scatter).
     """
     axis = axis % x.ndim
     in_size = x.shape[axis]
     if in_size == out_size and scale is None and (method == "linear" or not align_corners):
         return x
-    idx, w = _taps(method, in_size, out_size, align_corners, scale)
-    shape = [1] * x.ndim
-    shape[axis] = out_size
-    out = None
-    for k in range(idx.shape[1]):
-        term = jnp.take(x, jnp.asarray(idx[:, k]), axis=axis) * jnp.asarray(
-            w[:, k], dtype=x.dtype
-        ).reshape(shape)
-        out = term if out is None else out + term
-    return out
+    return _resample(x, axis, (method, in_size, out_size, align_corners, scale))
 
 
 def resize_bilinear(

@@ -111,7 +111,10 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
     state_sh = sharding.state_shardings(abstract, mesh, config.mesh.fsdp_min_size)
     params = jax.device_put(host_params, state_sh.params)
     state = jax.jit(lambda p: create_state(p, recipe.tx), out_shardings=state_sh)(params)
-    frozen = jax.device_put(recipe.frozen, sharding.replicated(mesh)) if recipe.frozen else None
+    frozen = None
+    if recipe.frozen:  # sharded like the params: FSDP splits a frozen ViT-G as well
+        frozen_sh = sharding.state_shardings(recipe.frozen, mesh, config.mesh.fsdp_min_size)
+        frozen = jax.device_put(recipe.frozen, frozen_sh)
 
     ckpt = checkpoints.TrainCheckpointer(
         os.path.join(workdir, "checkpoints"), config.checkpoint_every, config.keep_checkpoints

@@ -6,11 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 from hf_oracle import tiny_config
 from jax.sharding import PartitionSpec as P
 
 from dajax.models import DepthAnything, ModelConfig, init_params, param_shapes
-from dajax.models.dinov2 import scaled_dot_product_attention
+from dajax.models.dinov2 import exact_gelu, resolve_attention, scaled_dot_product_attention
 
 
 def _count(config):
@@ -108,6 +109,48 @@ def test_attention_kernel_choice_reaches_every_block():
     np.testing.assert_allclose(chunked, xla, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="attention impl must be one of"):
         DepthAnything(config, attention="flash9").apply({"params": params}, x)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)])
+def test_exact_gelu_matches_torch_value_and_gradient(dtype, rtol):
+    x = np.linspace(-6, 6, 1001, dtype=np.float32)
+    cotangent = np.random.RandomState(0).randn(x.size).astype(np.float32)
+    t = torch.from_numpy(x).requires_grad_()
+    torch.nn.functional.gelu(t).backward(torch.from_numpy(cotangent))
+    xj, cj = jnp.asarray(x, dtype), jnp.asarray(cotangent, dtype)
+    value, vjp = jax.vjp(exact_gelu, xj)
+    assert value.dtype == vjp(cj)[0].dtype == dtype
+    np.testing.assert_array_equal(value, jax.nn.gelu(xj, approximate=False))
+    want = t.grad.numpy()
+    np.testing.assert_allclose(np.float32(vjp(cj)[0]), want, rtol=rtol, atol=rtol)
+
+
+class _FakeGpu:
+    def __init__(self, compute_capability):
+        self.compute_capability = compute_capability
+
+
+@pytest.mark.parametrize(
+    "backend, capability, dtype, head_dim, want",
+    [
+        ("cpu", None, jnp.float32, 64, "chunked"),
+        ("gpu", "9.0", jnp.bfloat16, 64, "cudnn"),  # H100, half precision
+        ("gpu", "8.0", jnp.float16, 128, "cudnn"),  # A100
+        ("gpu", "9.0", jnp.float32, 64, "xla"),  # cuDNN's kernel takes half precision only
+        ("gpu", "7.0", jnp.bfloat16, 64, "xla"),  # V100: no fused kernel
+        ("gpu", "9.0", jnp.bfloat16, 160, "xla"),  # head dim over 128
+        ("gpu", "gfx90a", jnp.bfloat16, 64, "xla"),  # ROCm
+    ],
+)
+def test_auto_attention_picks_cudnn_only_where_it_runs(
+    monkeypatch, backend, capability, dtype, head_dim, want
+):
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(jax, "devices", lambda: [_FakeGpu(capability)])
+    assert resolve_attention("auto", dtype, head_dim) == want
+    assert resolve_attention("xla", dtype, head_dim) == "xla"  # explicit choices stand
+    with pytest.raises(ValueError, match="attention impl must be one of"):
+        resolve_attention("flash9", dtype, head_dim)
 
 
 def test_chunked_attention_is_exact_and_keeps_the_batch_sharded(monkeypatch):

@@ -1,12 +1,18 @@
 """Resampling and position-embedding interpolation against `torch.nn.functional.interpolate`."""
 
+import jax
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from dajax.models.dinov2 import interpolate_pos_embed
-from dajax.models.resample import resize_bicubic_by_scale, resize_bicubic_to_size, resize_bilinear
+from dajax.models.resample import (
+    resample_axis,
+    resize_bicubic_by_scale,
+    resize_bicubic_to_size,
+    resize_bilinear,
+)
 
 GRIDS = [(24, 40), (37, 37), (50, 20), (74, 74), (36, 49), (1, 3)]
 
@@ -42,6 +48,31 @@ def test_bilinear_matches_torch(grid37, hw, align_corners):
     ref = _torch(grid37, size=hw, mode="bilinear", align_corners=align_corners)
     out = np.asarray(resize_bilinear(grid37, hw, align_corners=align_corners))
     np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "hw, mode, align_corners",
+    [((74, 74), "bilinear", True), ((518, 300), "bilinear", True), ((20, 50), "bilinear", False)]
+    + [((24, 40), "bicubic", False), ((74, 31), "bicubic", False)],
+)
+def test_resize_gradient_matches_torch_and_gathers_only(grid37, hw, mode, align_corners):
+    """The custom backward (a gather over the transposed taps) is autograd's gradient of
+    `interpolate`, and the compiled gradient has no scatter (GPUs run scatter-add with atomics).
+    """
+    cotangent = np.random.RandomState(1).randn(1, *hw, 6).astype(np.float32)
+    t = torch.from_numpy(grid37).permute(0, 3, 1, 2).requires_grad_()
+    out = F.interpolate(t, size=hw, mode=mode, align_corners=align_corners)
+    out.backward(torch.from_numpy(cotangent).permute(0, 3, 1, 2))
+    want = t.grad.permute(0, 2, 3, 1).numpy()
+    method = "linear" if mode == "bilinear" else "cubic"
+
+    def resize(x):
+        x = resample_axis(x, 1, hw[0], method=method, align_corners=align_corners)
+        return resample_axis(x, 2, hw[1], method=method, align_corners=align_corners)
+
+    grad = jax.jit(lambda x, c: jax.vjp(resize, x)[1](c)[0])
+    np.testing.assert_allclose(grad(grid37, cotangent), want, rtol=1e-5, atol=1e-4)
+    assert "scatter" not in grad.lower(grid37, cotangent).compile().as_text()
 
 
 def test_official_and_hf_rules_differ_off_the_pretraining_grid():

@@ -1,0 +1,157 @@
+"""Where a train step's time would go on a GPU, estimated from its compiled program.
+
+    JAX_PLATFORMS=cpu python benchmarks/roofline.py --target h100 --encoder vitl \\
+        --labeled-batch 16 --attention xla cudnn
+
+Compiles dajax's step for one GPU of `--target` without the GPU (`hardware.GPU_TARGETS`; needs
+JAX's CUDA plugin) and reads the optimised program XLA would run there: every kernel of the
+entry computation with the bytes it reads and writes. Kernels fall in classes: matmuls
+(cuBLAS), convolutions and fused attention (cuDNN), and the memory-bound rest (XLA's fused
+elementwise/reduction kernels, copies, sorts). The roofline estimate charges the model's FLOPs
+(XLA's count, plain attention) at `--compute-efficiency` of the dense peak and the memory-bound
+kernels' bytes at `--bandwidth-efficiency` of the HBM bandwidth:
+
+    t ≈ FLOPs / (e_c · peak) + bytes(memory-bound) / (e_m · bandwidth)
+
+It is an estimate, not a measurement: it ignores launch gaps and overlap, and it counts a flash
+kernel's recomputed FLOPs as free. Its use is comparing variants of the same step (the
+attention kernel, remat, batch) before spending GPU time; measure with `train_step.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from benchmarks import hardware  # noqa: E402
+from benchmarks.memory import compile_step  # noqa: E402
+from benchmarks.train_step import make_batch, make_tx, stage_loss_fn  # noqa: E402
+from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
+from dajax.training.state import create_state, make_train_step  # noqa: E402
+
+DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2}
+DTYPE_BYTES.update({"f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8})
+ARRAY = re.compile(r"\b(" + "|".join(DTYPE_BYTES) + r")\[([\d,]*)\]")
+INSTRUCTION = re.compile(r"\s*(?:ROOT )?%(\S+) = (.*?) ([\w-]+)\((.*)$")
+NOT_KERNELS = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"}
+
+
+def array_bytes(text: str) -> int:
+    """Bytes of every array type in an HLO type string, e.g. '(bf16[2,3], f32[4])' -> 28."""
+    total = 0
+    for dtype, dims in ARRAY.findall(text):
+        n = 1
+        for d in filter(None, dims.split(",")):
+            n *= int(d)
+        total += n * DTYPE_BYTES[dtype]
+    return total
+
+
+def kernel_class(op: str, line: str) -> str:
+    """'matmul', 'convolution', 'attention (fused)' or 'memory-bound' for one HLO kernel."""
+    if op == "custom-call":
+        target = re.search(r'custom_call_target="([^"]+)"', line)
+        target = target.group(1) if target else ""
+        if "fmha" in target or "flash" in target:
+            return "attention (fused)"
+        if "conv" in target:
+            return "convolution"
+        if "gemm" in target or "matmul" in target:
+            return "matmul"
+    if op == "fusion" and ("__triton_gemm" in line or "kind=kCustom" in line and "gemm" in line):
+        return "matmul"
+    return "memory-bound"
+
+
+def kernel_bytes(hlo_text: str) -> dict[str, list[int]]:
+    """{class: [kernels, bytes read + written]} over the entry computation of `hlo_text`."""
+    entry = hlo_text[hlo_text.index("\nENTRY") :]
+    entry = entry[: entry.index("\n}\n")]
+    sizes: dict[str, int] = {}
+    classes: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    for line in entry.split("\n")[1:]:
+        match = INSTRUCTION.match(line)
+        if not match:
+            continue
+        name, result_type, op, rest = match.groups()
+        sizes[name] = array_bytes(result_type)
+        if op in NOT_KERNELS:
+            continue
+        operands = re.findall(r"%([\w.\-]+)", rest.split("),")[0])
+        cls = classes[kernel_class(op, line)]
+        cls[0] += 1
+        cls[1] += sizes[name] + sum(sizes.get(o, 0) for o in operands)
+    return dict(classes)
+
+
+def step_flops(model, stage: str, labeled: int, size: int) -> float:
+    """XLA's FLOP count of one step (plain attention, so the attention matmuls count)."""
+    plain = model.clone(attention="xla")
+    tx = make_tx(plain)
+    state = jax.eval_shape(lambda p: create_state(p, tx), param_shapes(plain))
+    batch = make_batch(labeled, size, stage == "student")
+    frozen = {"dinov2": param_shapes(plain)["pretrained"]} if stage == "student" else None
+    step = jax.jit(make_train_step(stage_loss_fn(plain, stage), tx, seed=0))
+    return hardware.model_flops(step, state, batch, frozen)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--target", default="h100", choices=list(hardware.GPU_TARGETS))
+    p.add_argument("--encoder", default="vitl", choices=["vits", "vitb", "vitl", "vitg"])
+    p.add_argument("--stage", default="teacher", choices=["teacher", "student"])
+    p.add_argument("--labeled-batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=518)
+    p.add_argument("--remat", default="none")
+    p.add_argument("--attention", nargs="+", default=["xla", "cudnn"])
+    p.add_argument("--compute-efficiency", type=float, default=0.8)
+    p.add_argument("--bandwidth-efficiency", type=float, default=0.8)
+    args = p.parse_args()
+
+    devices = hardware.compile_only_devices(args.target, 1)
+    config = ModelConfig.from_variant(args.encoder, "v2")
+    model = DepthAnything(config, dtype=jnp.bfloat16, remat=args.remat)
+    flops = step_flops(model, args.stage, args.labeled_batch, args.size)
+    peak = hardware.PEAK_TFLOPS[(args.target.upper(), "bfloat16")] * 1e12
+    bandwidth = float(re.search(r"memory_bandwidth: (\d+)", hardware.GPU_TARGETS[args.target])[1])
+    print(
+        f"{devices[0].device_kind} (compiled here without it); {args.encoder} {args.stage} step, "
+        f"labeled batch {args.labeled_batch}, {args.size}², bf16 compute, remat={args.remat}; "
+        f"{flops / 1e12:.1f} TFLOP per step; estimate at {args.compute_efficiency:.0%} of "
+        f"{peak / 1e12:.0f} TFLOP/s and {args.bandwidth_efficiency:.0%} of "
+        f"{bandwidth / 1e12:.2f} TB/s\n"
+    )
+    names = ["matmul", "convolution", "attention (fused)", "memory-bound"]
+    print(
+        "| attention | "
+        + " | ".join(f"{n} GB (kernels)" for n in names)
+        + " | est. ms/step | est. MFU |"
+    )
+    print("|---" * (len(names) + 3) + "|")
+    for attention in args.attention:
+        compiled = compile_step(
+            model.clone(attention=attention), args.stage, 1, args.labeled_batch, args.size, devices
+        )
+        classes = kernel_bytes(compiled.as_text())
+        cells = [
+            f"{classes.get(n, [0, 0])[1] / 1e9:.1f} ({classes.get(n, [0, 0])[0]})" for n in names
+        ]
+        seconds = flops / (args.compute_efficiency * peak)
+        seconds += classes.get("memory-bound", [0, 0])[1] / (args.bandwidth_efficiency * bandwidth)
+        print(
+            f"| {attention} | {' | '.join(cells)} | {seconds * 1e3:.0f} | "
+            f"{flops / seconds / peak:.0%} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
