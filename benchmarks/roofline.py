@@ -85,6 +85,8 @@ def kernel_bytes(hlo_text: str) -> dict[str, list[int]]:
         sizes[name] = array_bytes(result_type)
         if op in NOT_KERNELS:
             continue
+        if op in ("while", "conditional", "call"):
+            raise ValueError(f"'{op}' in the entry computation: its kernels would go uncounted")
         operands = re.findall(r"%([\w.\-]+)", rest.split("),")[0])
         cls = classes[kernel_class(op, line)]
         cls[0] += 1
