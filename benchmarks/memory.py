@@ -36,6 +36,19 @@ from dajax.training.state import create_state, make_train_step  # noqa: E402
 GPU_GIB = 80
 
 
+def compiler_options(device) -> dict:
+    """XLA options for compiling, not running, on `device`'s platform."""
+    if device.platform == "cpu":
+        # Memory comes from buffer assignment, done before code generation: skipping LLVM's
+        # optimisation (the program never runs) makes a ViT-G step compile several times faster.
+        return {"xla_backend_optimization_level": 0}
+    if device.client.runtime_type == "compile_only_runtime":
+        # Without the device XLA's Triton GEMM tiler fails on some of the step's matmuls
+        # ("Couldn't find output tile sizes"); cuBLAS takes them, with the same buffers.
+        return {"xla_gpu_enable_triton_gemm": False}
+    return {}
+
+
 def compile_step(
     model, stage: str, fsdp: int, per_device_labeled: int, size: int, devices=None
 ) -> jax.stages.Compiled:
@@ -69,15 +82,7 @@ def compile_step(
         out_shardings=(state_sh, sharding.replicated(mesh)),
         donate_argnums=0,
     )
-    options = {}
-    if mesh.devices.flat[0].platform == "cpu":
-        # Memory comes from buffer assignment, done before code generation: skipping LLVM's
-        # optimisation (the program never runs) makes a ViT-G step compile several times faster.
-        options["xla_backend_optimization_level"] = 0
-    elif mesh.devices.flat[0].client.runtime_type == "compile_only_runtime":
-        # Without the device XLA's Triton GEMM tiler fails on some of the step's matmuls
-        # ("Couldn't find output tile sizes"); cuBLAS takes them, with the same buffers.
-        options["xla_gpu_enable_triton_gemm"] = False
+    options = compiler_options(mesh.devices.flat[0])
     return step.lower(state, batch, frozen).compile(compiler_options=options)
 
 

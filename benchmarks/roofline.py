@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import hardware  # noqa: E402
-from benchmarks.memory import compile_step  # noqa: E402
+from benchmarks.memory import compile_step, compiler_options  # noqa: E402
 from benchmarks.train_step import make_batch, make_tx, stage_loss_fn  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
 from dajax.training.state import create_state, make_train_step  # noqa: E402
@@ -94,23 +94,47 @@ def kernel_bytes(hlo_text: str) -> dict[str, list[int]]:
     return dict(classes)
 
 
-def step_flops(model, stage: str, labeled: int, size: int) -> float:
-    """XLA's FLOP count of one step (plain attention, so the attention matmuls count)."""
+def _forward(model, batch: int, size: int):
+    """The jitted network forward and abstract bf16 params and images, as inference runs it."""
+    params = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, jnp.bfloat16), param_shapes(model)
+    )
+    images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.bfloat16)
+    return jax.jit(lambda p, x: model.apply({"params": p}, x)), params, images
+
+
+def program_flops(model, stage: str, batch: int, size: int) -> float:
+    """XLA's FLOP count of one step or forward (plain attention, so its matmuls count)."""
     plain = model.clone(attention="xla")
+    if stage == "inference":
+        return hardware.model_flops(*_forward(plain, batch, size))
     tx = make_tx(plain)
     state = jax.eval_shape(lambda p: create_state(p, tx), param_shapes(plain))
-    batch = make_batch(labeled, size, stage == "student")
+    batch = make_batch(batch, size, stage == "student")
     frozen = {"dinov2": param_shapes(plain)["pretrained"]} if stage == "student" else None
     step = jax.jit(make_train_step(stage_loss_fn(plain, stage), tx, seed=0))
     return hardware.model_flops(step, state, batch, frozen)
+
+
+def compile_program(model, stage: str, batch: int, size: int, devices):
+    """The step (or, for 'inference', the forward) compiled for one of `devices`."""
+    if stage != "inference":
+        return compile_step(model, stage, 1, batch, size, devices)
+    forward, params, images = _forward(model, batch, size)
+    on = jax.sharding.SingleDeviceSharding(devices[0])
+    params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=on), params)
+    images = jax.ShapeDtypeStruct(images.shape, images.dtype, sharding=on)
+    return forward.lower(params, images).compile(compiler_options=compiler_options(devices[0]))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", default="h100", choices=list(hardware.GPU_TARGETS))
     p.add_argument("--encoder", default="vitl", choices=["vits", "vitb", "vitl", "vitg"])
-    p.add_argument("--stage", default="teacher", choices=["teacher", "student"])
-    p.add_argument("--labeled-batch", type=int, default=16)
+    p.add_argument("--stage", default="teacher", choices=["teacher", "student", "inference"])
+    p.add_argument(
+        "--labeled-batch", type=int, default=16, help="labeled images per step; inference: batch"
+    )
     p.add_argument("--size", type=int, default=518)
     p.add_argument("--remat", default="none")
     p.add_argument("--attention", nargs="+", default=["xla", "cudnn"])
@@ -121,12 +145,12 @@ def main() -> None:
     devices = hardware.compile_only_devices(args.target, 1)
     config = ModelConfig.from_variant(args.encoder, "v2")
     model = DepthAnything(config, dtype=jnp.bfloat16, remat=args.remat)
-    flops = step_flops(model, args.stage, args.labeled_batch, args.size)
+    flops = program_flops(model, args.stage, args.labeled_batch, args.size)
     peak = hardware.PEAK_TFLOPS[(args.target.upper(), "bfloat16")] * 1e12
     bandwidth = float(re.search(r"memory_bandwidth: (\d+)", hardware.GPU_TARGETS[args.target])[1])
     print(
-        f"{devices[0].device_kind} (compiled here without it); {args.encoder} {args.stage} step, "
-        f"labeled batch {args.labeled_batch}, {args.size}², bf16 compute, remat={args.remat}; "
+        f"{devices[0].device_kind} (compiled here without it); {args.encoder} {args.stage}, "
+        f"batch {args.labeled_batch}, {args.size}², bf16 compute, remat={args.remat}; "
         f"{flops / 1e12:.1f} TFLOP per step; estimate at {args.compute_efficiency:.0%} of "
         f"{peak / 1e12:.0f} TFLOP/s and {args.bandwidth_efficiency:.0%} of "
         f"{bandwidth / 1e12:.2f} TB/s\n"
@@ -139,8 +163,8 @@ def main() -> None:
     )
     print("|---" * (len(names) + 3) + "|")
     for attention in args.attention:
-        compiled = compile_step(
-            model.clone(attention=attention), args.stage, 1, args.labeled_batch, args.size, devices
+        compiled = compile_program(
+            model.clone(attention=attention), args.stage, args.labeled_batch, args.size, devices
         )
         classes = kernel_bytes(compiled.as_text())
         cells = [
