@@ -62,11 +62,13 @@ device_description_str: "{name}"
 """
 
 
-# Targets XLA can compile for without the device (memory and bandwidth as the GPUs report).
-GPU_TARGETS = {
-    "h100": _hopper_target("NVIDIA H100 80GB HBM3", 84_929_347_584, 3_352_320_000_000),
-    "h200": _hopper_target("NVIDIA H200", 150_754_820_096, 4_800_000_000_000),
+# GPUs XLA can compile for without the device: name, memory bytes and HBM bytes/s, as the
+# GPUs report them.
+HOPPER_GPUS = {
+    "h100": ("NVIDIA H100 80GB HBM3", 84_929_347_584, 3_352_320_000_000),
+    "h200": ("NVIDIA H200", 150_754_820_096, 4_800_000_000_000),
 }
+GPU_TARGETS = {key: _hopper_target(*spec) for key, spec in HOPPER_GPUS.items()}
 
 
 def compile_only_devices(target: str, count: int) -> list:

@@ -49,37 +49,37 @@ def compiler_options(device) -> dict:
     return {}
 
 
+def abstract_step_inputs(model, stage: str, labeled: int, size: int, mesh=None):
+    """(optimiser, state, batch, frozen) of `stage`'s step as `ShapeDtypeStruct`s for
+    `labeled` labeled images at `size`², with the loop's shardings over `mesh` if given."""
+    params = param_shapes(model)
+    tx = make_tx(model)
+    state = jax.eval_shape(lambda p: create_state(p, tx), params)
+    batch = jax.eval_shape(lambda: make_batch(labeled, size, stage == "student"))
+    frozen = {"dinov2": params["pretrained"]} if stage == "student" else None
+    if mesh is not None:
+        place = lambda tree, shardings: jax.tree.map(  # noqa: E731
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings
+        )
+        state = place(state, sharding.state_shardings(state, mesh))
+        batch = place(batch, jax.tree.map(lambda _: sharding.batch_sharding(mesh), batch))
+        if frozen is not None:
+            frozen = place(frozen, sharding.state_shardings(frozen, mesh))
+    return tx, state, batch, frozen
+
+
 def compile_step(
     model, stage: str, fsdp: int, per_device_labeled: int, size: int, devices=None
 ) -> jax.stages.Compiled:
     """The step of `stage` compiled (not run) for a ('data', 'fsdp') mesh of `devices`, with
     the loop's shardings, for `per_device_labeled` labeled images per device at `size`²."""
     mesh = sharding.make_mesh(fsdp, devices)
-    params = param_shapes(model)
-    tx = make_tx(model)
-    abstract = jax.eval_shape(lambda p: create_state(p, tx), params)
-    state_sh = sharding.state_shardings(abstract, mesh)
-    state = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh
+    tx, state, batch, frozen = abstract_step_inputs(
+        model, stage, per_device_labeled * mesh.size, size, mesh
     )
-    local = make_batch(per_device_labeled * mesh.size, size, stage == "student")
-    batch = {
-        k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding.batch_sharding(mesh))
-        for k, v in local.items()
-    }
-    frozen = None
-    if stage == "student":
-        dinov2 = params["pretrained"]
-        frozen = {
-            "dinov2": jax.tree.map(
-                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                dinov2,
-                sharding.state_shardings(dinov2, mesh),
-            )
-        }
     step = jax.jit(
         make_train_step(stage_loss_fn(model, stage), tx, seed=0),
-        out_shardings=(state_sh, sharding.replicated(mesh)),
+        out_shardings=(jax.tree.map(lambda a: a.sharding, state), sharding.replicated(mesh)),
         donate_argnums=0,
     )
     options = compiler_options(mesh.devices.flat[0])

@@ -32,10 +32,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import hardware  # noqa: E402
-from benchmarks.memory import compile_step, compiler_options  # noqa: E402
-from benchmarks.train_step import make_batch, make_tx, stage_loss_fn  # noqa: E402
+from benchmarks.memory import abstract_step_inputs, compile_step, compiler_options  # noqa: E402
+from benchmarks.train_step import stage_loss_fn  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
-from dajax.training.state import create_state, make_train_step  # noqa: E402
+from dajax.training.state import make_train_step  # noqa: E402
 
 DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2}
 DTYPE_BYTES.update({"f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8})
@@ -108,10 +108,7 @@ def program_flops(model, stage: str, batch: int, size: int) -> float:
     plain = model.clone(attention="xla")
     if stage == "inference":
         return hardware.model_flops(*_forward(plain, batch, size))
-    tx = make_tx(plain)
-    state = jax.eval_shape(lambda p: create_state(p, tx), param_shapes(plain))
-    batch = make_batch(batch, size, stage == "student")
-    frozen = {"dinov2": param_shapes(plain)["pretrained"]} if stage == "student" else None
+    tx, state, batch, frozen = abstract_step_inputs(plain, stage, batch, size)
     step = jax.jit(make_train_step(stage_loss_fn(plain, stage), tx, seed=0))
     return hardware.model_flops(step, state, batch, frozen)
 
@@ -147,7 +144,7 @@ def main() -> None:
     model = DepthAnything(config, dtype=jnp.bfloat16, remat=args.remat)
     flops = program_flops(model, args.stage, args.labeled_batch, args.size)
     peak = hardware.PEAK_TFLOPS[(args.target.upper(), "bfloat16")] * 1e12
-    bandwidth = float(re.search(r"memory_bandwidth: (\d+)", hardware.GPU_TARGETS[args.target])[1])
+    bandwidth = hardware.HOPPER_GPUS[args.target][2]
     print(
         f"{devices[0].device_kind} (compiled here without it); {args.encoder} {args.stage}, "
         f"batch {args.labeled_batch}, {args.size}², bf16 compute, remat={args.remat}; "
