@@ -13,7 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dajax.models import resample
+from dajax.models import conv, resample
+from dajax.models.blocked_attention import blocked_attention
 from dajax.models.variants import PATCH_SIZE, swiglu_hidden
 
 Dtype = jnp.dtype | type
@@ -43,43 +44,6 @@ class LayerScale(nn.Module):
 
 
 ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn")
-QUERY_BLOCK = 256  # query rows per chunk: keeps a [heads, 256, N] score block in cache on CPU
-
-
-def _softmax_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
-    """softmax(q k^T / sqrt(d)) v over [B, heads, N, d]; scores and softmax in float32."""
-    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-    s = jnp.matmul(q * scale, jnp.swapaxes(k, -1, -2)).astype(jnp.float32)
-    e = jnp.exp(s - s.max(axis=-1, keepdims=True))
-    return jnp.matmul((e / e.sum(axis=-1, keepdims=True)).astype(v.dtype), v)
-
-
-def _chunked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
-    """`_softmax_attention` per image and per block of `QUERY_BLOCK` queries (`lax.map`).
-
-    Exact (each query row's softmax is independent). On memory-bound CPUs a [heads, block, N]
-    score tile stays in cache instead of streaming a [B, heads, N, N] tensor through memory,
-    which makes ViT-S at 518 px ~1.4x faster. With several devices the batch may be sharded,
-    and a loop over a sharded axis gathers every image onto every device, so there the images
-    are vectorised (`vmap`) and only the query blocks are looped over (XLA:CPU runs that form
-    ~2x slower at batch 8, which is why one device keeps the per-image loop).
-    """
-    n = q.shape[2]
-    if n <= QUERY_BLOCK:
-        return _softmax_attention(q, k, v)
-    pad = -n % QUERY_BLOCK
-
-    def one_image(qkv):
-        qi, ki, vi = qkv  # [heads, N, d]
-        blocks = jnp.pad(qi, ((0, 0), (0, pad), (0, 0))).reshape(
-            qi.shape[0], -1, QUERY_BLOCK, qi.shape[2]
-        )
-        out = jax.lax.map(lambda b: _softmax_attention(b, ki, vi), jnp.moveaxis(blocks, 1, 0))
-        return jnp.moveaxis(out, 0, 1).reshape(qi.shape[0], n + pad, qi.shape[2])[:, :n]
-
-    if jax.device_count() > 1:
-        return jax.vmap(one_image)((q, k, v))
-    return jax.lax.map(one_image, (q, k, v))
 
 
 def cudnn_attention_fits(dtype, head_dim: int) -> bool:
@@ -113,13 +77,14 @@ def scaled_dot_product_attention(
     """Multi-head attention core over [B, heads, N, d] arrays.
 
     Args:
-      impl: 'chunked' (query-blocked, fastest on CPU), 'xla' (`jax.nn.dot_product_attention`,
+      impl: 'chunked' (`blocked_attention`: query blocks, hand-written backward; fastest on
+        CPU), 'xla' (`jax.nn.dot_product_attention`,
         scores materialised), 'cudnn' (its cuDNN flash kernel, GPU only), or 'auto' (see
         `resolve_attention`: cuDNN on Ampere and newer in half precision).
     """
     impl = resolve_attention(impl, q.dtype, q.shape[-1])
     if impl == "chunked":
-        return _chunked_attention(q, k, v)
+        return blocked_attention(q, k, v)
     t = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, N, heads, d] for jax.nn
     out = jax.nn.dot_product_attention(
         t(q), t(k), t(v), implementation=None if impl == "xla" else "cudnn"
@@ -276,7 +241,40 @@ class PatchEmbed(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="proj",
+            conv_general_dilated=conv.conv_general_dilated,
         )(x)
+
+
+@jax.custom_vjp
+def materialize_gradient(x: jnp.ndarray) -> jnp.ndarray:
+    """Identity whose gradient XLA:CPU computes once, into its own buffer.
+
+    Placed between encoder blocks. The residual stream's gradient is a chain of adds through
+    every later block, and XLA:CPU fused that chain into each consumer of each block's
+    gradient (the transposes for the weight-gradient matmuls), recomputing it per block:
+    quadratic in depth, 2.5 s of a ViT-S step at 518², batch 2. On CPUs the gradient passes
+    through a `lax.cond` (never fused) whose branches both return it unchanged; the second
+    branch runs only when its first element is NaN and writes that NaN again, so XLA cannot
+    merge the branches into one and drop the conditional. Other platforms pass it through.
+    """
+    return x
+
+
+def _fence(grad: jnp.ndarray) -> jnp.ndarray:
+    first = grad.reshape(-1)[0]
+    renan = lambda g: g.reshape(-1).at[0].set(jnp.nan).reshape(g.shape)  # noqa: E731
+    return jax.lax.cond(first == first, lambda g: g, renan, grad)
+
+
+def _materialize_gradient_fwd(x):
+    return x, None
+
+
+def _materialize_gradient_bwd(_, grad):
+    return (jax.lax.platform_dependent(grad, cpu=_fence, default=lambda g: g),)
+
+
+materialize_gradient.defvjp(_materialize_gradient_fwd, _materialize_gradient_bwd)
 
 
 def interpolate_pos_embed(
@@ -380,6 +378,7 @@ class DinoVisionTransformer(nn.Module):
         norm = _layer_norm(name="norm", **kw)
         wanted, outputs = set(layers), {}
         for i in range(self.depth):
+            tokens = materialize_gradient(tokens)
             tokens = self._block(i)(
                 self.dim,
                 self.heads,

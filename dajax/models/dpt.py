@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dajax.models import conv
 from dajax.models.resample import resize_bilinear
 from dajax.models.variants import PATCH_SIZE
 
@@ -31,6 +32,7 @@ def _conv(features: int, kernel: int, name: str, dtype, param_dtype, *, bias=Tru
         dtype=dtype,
         param_dtype=param_dtype,
         name=name,
+        conv_general_dilated=conv.conv_general_dilated,
     )
 
 

@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from dajax.models import conv
 from dajax.models.config import ModelConfig
 from dajax.models.depth_anything import DepthAnything
 from dajax.models.resample import resize_bilinear
@@ -67,7 +68,13 @@ def log_binom(n: np.ndarray, k: np.ndarray, eps: float = 1e-7) -> np.ndarray:
 
 def _conv1x1(features: int, name: str | None, dtype, param_dtype) -> nn.Conv:
     return nn.Conv(
-        features, (1, 1), padding=((0, 0), (0, 0)), dtype=dtype, param_dtype=param_dtype, name=name
+        features,
+        (1, 1),
+        padding=((0, 0), (0, 0)),
+        dtype=dtype,
+        param_dtype=param_dtype,
+        name=name,
+        conv_general_dilated=conv.conv_general_dilated,
     )
 
 

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 from hf_oracle import tiny_config
-from jax.sharding import PartitionSpec as P
 
 from dajax.models import DepthAnything, ModelConfig, init_params, param_shapes
-from dajax.models.dinov2 import exact_gelu, resolve_attention, scaled_dot_product_attention
+from dajax.models.dinov2 import exact_gelu, materialize_gradient, resolve_attention
 
 
 def _count(config):
@@ -153,21 +152,13 @@ def test_auto_attention_picks_cudnn_only_where_it_runs(
         resolve_attention("flash9", dtype, head_dim)
 
 
-def test_chunked_attention_is_exact_and_keeps_the_batch_sharded(monkeypatch):
-    q, k, v = jax.random.normal(jax.random.key(0), (3, 8, 2, 300, 16))  # N > one query block
-    reference = scaled_dot_product_attention(q, k, v, "xla")
-    vectorised = scaled_dot_product_attention(q, k, v, "chunked")  # 8 test devices
-    with monkeypatch.context() as m:
-        m.setattr(jax, "device_count", lambda: 1)  # the one-device per-image loop
-        looped = scaled_dot_product_attention(q, k, v, "chunked")
-    for out in (vectorised, looped):
-        np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-6)
-    # Data parallel over the 8 test devices: each device attends over its own image only, so
-    # the compiled program needs no collective (a loop over the batch gathered every image).
-    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    spec = jax.ShapeDtypeStruct(
-        (8, 2, 300, 16), jnp.float32, sharding=jax.sharding.NamedSharding(mesh, P("data"))
-    )
-    attend = jax.jit(lambda q, k, v: scaled_dot_product_attention(q, k, v, "chunked"))
-    hlo = attend.lower(spec, spec, spec).compile().as_text()
-    assert not any(op in hlo for op in ("all-gather", "all-to-all", "all-reduce"))
+def test_materialize_gradient_is_an_identity_behind_a_cpu_fence():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 4))
+    grad = jax.random.normal(jax.random.key(1), x.shape)
+    backward = jax.jit(lambda x, g: jax.vjp(materialize_gradient, x)[1](g)[0])
+    np.testing.assert_array_equal(materialize_gradient(x), x)
+    for g in (grad, grad.at[0, 0, 0].set(jnp.nan)):  # the NaN takes the other branch
+        np.testing.assert_array_equal(backward(x, g), g)
+    # The fence XLA:CPU cannot fuse through: one conditional in the compiled backward.
+    hlo = backward.lower(x, grad).compile().as_text()
+    assert hlo.count(" conditional(") == 1

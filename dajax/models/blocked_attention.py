@@ -1,0 +1,128 @@
+"""Exact softmax attention in query blocks, with a hand-written backward: the CPU kernel.
+
+Forward, per head and per block of queries: scores [block, N] in float32, their softmax, the
+block's output, and the log-sum-exp of each query row. Only the output and the log-sum-exp
+(one float per query) are saved for the backward, which walks the query blocks again,
+recomputes each block's probabilities from the saved log-sum-exp and accumulates the key and
+value gradients (the FlashAttention-2 backward, in XLA ops):
+
+    p = exp(s - lse),  dV += pᵀ dO,  dP = dO Vᵀ,  dS = p ⊙ (dP - rowsum(dO ⊙ O)),
+    dQ = dS K / √d,  dK += dSᵀ Q / √d
+
+On a CPU a [block, N] score tile stays in cache, and autodiff of the blocked forward would
+instead save every block's probabilities (the whole [N, N] matrix per head) and read them back
+with transposed matmuls: 2.5x slower for a ViT-S block at 518² (`benchmarks/README.md`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+QUERY_BLOCK = 128  # query rows per block: a [128, N] float32 score tile is ~0.7 MB at N = 1370
+
+
+def _blocking(n: int) -> tuple[int, int]:
+    """(blocks, rows per block) covering n queries with at most `QUERY_BLOCK` rows each and
+    the least padding (1370 queries -> 11 blocks of 125, not 11 of 128)."""
+    blocks = -(-n // QUERY_BLOCK)
+    return blocks, -(-n // blocks)
+
+
+def _split(x: jnp.ndarray, blocks: int, rows: int) -> jnp.ndarray:
+    """[N, ...] -> [blocks, rows, ...], zero-padded at the end."""
+    pad = [(0, blocks * rows - x.shape[0])] + [(0, 0)] * (x.ndim - 1)
+    return jnp.pad(x, pad).reshape(blocks, rows, *x.shape[1:])
+
+
+def _merge(x: jnp.ndarray, n: int) -> jnp.ndarray:
+    """[blocks, rows, ...] -> [n, ...], padding dropped."""
+    return x.reshape(-1, *x.shape[2:])[:n]
+
+
+def _contract_rows(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """aᵀ b for a [R, M], b [R, K] -> [M, K] float32, without materialising aᵀ."""
+    return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+
+
+def _forward(q, k, v):
+    """One head: q, k, v [N, d] -> (output [N, d], log-sum-exp of the scores [N] float32)."""
+    n, d = q.shape
+    blocks, rows = _blocking(n)
+    scale = jnp.asarray(d**-0.5, q.dtype)
+
+    def block(q_block):
+        s = jnp.dot(q_block * scale, k.T, preferred_element_type=jnp.float32)
+        m = s.max(axis=-1, keepdims=True)
+        e = jnp.exp(s - m)
+        total = e.sum(axis=-1, keepdims=True)
+        out = jnp.dot((e / total).astype(v.dtype), v, preferred_element_type=jnp.float32)
+        return out.astype(q.dtype), (m + jnp.log(total))[:, 0]
+
+    out, lse = jax.lax.map(block, _split(q, blocks, rows))
+    return _merge(out, n), _merge(lse, n)
+
+
+@jax.custom_vjp
+def _head_attention(q, k, v):
+    return _forward(q, k, v)[0]
+
+
+def _head_attention_fwd(q, k, v):
+    out, lse = _forward(q, k, v)
+    return out, (q, k, v, out, lse)
+
+
+def _head_attention_bwd(residuals, d_out):
+    q, k, v, out, lse = residuals
+    n, d = q.shape
+    blocks, rows = _blocking(n)
+    scale = d**-0.5
+    f32 = jnp.float32
+    delta = (d_out.astype(f32) * out.astype(f32)).sum(axis=-1)  # rowsum(dO ⊙ O)
+
+    def block(carry, xs):
+        dk, dv = carry
+        q_block, d_out_block, lse_block, delta_block = xs
+        s = jnp.dot(q_block * jnp.asarray(scale, q.dtype), k.T, preferred_element_type=f32)
+        p = jnp.exp(s - lse_block[:, None])
+        dv = dv + _contract_rows(p.astype(d_out.dtype), d_out_block)
+        dp = jnp.dot(d_out_block, v.T, preferred_element_type=f32)
+        ds = p * (dp - delta_block[:, None])
+        dq_block = jnp.dot(ds.astype(k.dtype), k, preferred_element_type=f32) * scale
+        dk = dk + _contract_rows(ds.astype(q.dtype), q_block) * scale
+        return (dk, dv), dq_block.astype(q.dtype)
+
+    zeros = jnp.zeros((n, d), f32)
+    xs = tuple(_split(x, blocks, rows) for x in (q, d_out, lse, delta))
+    (dk, dv), dq = jax.lax.scan(block, (zeros, zeros), xs)
+    return _merge(dq, n), dk.astype(k.dtype), dv.astype(v.dtype)
+
+
+_head_attention.defvjp(_head_attention_fwd, _head_attention_bwd)
+
+
+def dense_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+    """softmax(q kᵀ / √d) v over [B, heads, N, d] in one piece (scores and softmax in float32)."""
+    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+    s = jnp.matmul(q * scale, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
+    e = jnp.exp(s - s.max(axis=-1, keepdims=True))
+    return jnp.matmul((e / e.sum(axis=-1, keepdims=True)).astype(v.dtype), v).astype(q.dtype)
+
+
+def blocked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+    """`dense_attention`'s values over [B, heads, N, d], in query blocks (see the module).
+
+    Sequences of at most one block run as `dense_attention`, vectorised. Longer ones: one
+    device loops over every (image, head). With several devices the batch may be sharded, and
+    a loop over a sharded axis gathers every image onto every device, so there the images are
+    vectorised (`vmap`) and only the heads are looped over.
+    """
+    if q.shape[2] <= QUERY_BLOCK:
+        return dense_attention(q, k, v)
+    heads = lambda q, k, v: jax.lax.map(lambda a: _head_attention(*a), (q, k, v))  # noqa: E731
+    if jax.device_count() > 1:
+        return jax.vmap(heads)(q, k, v)
+    b, h, n, d = q.shape
+    flat = lambda a: a.reshape(b * h, n, d)  # noqa: E731
+    return heads(flat(q), flat(k), flat(v)).reshape(b, h, n, d)
