@@ -45,7 +45,7 @@ def test_cpu_kernel_gradient_is_matmuls_not_a_convolution():
     loss = lambda k, x: jnp.sum(conv.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1))) ** 2)  # noqa: E731
     hlo = jax.jit(jax.grad(loss)).lower(kernel, x).compile().as_text()
     assert hlo.count(" convolution(") == 1  # the forward only
-    assert hlo.count(" dot(") >= 9  # one per tap
+    assert " dot(" in hlo  # the taps' matmul, in a loop over the 9 taps
 
 
 def test_bfloat16_kernel_gradient_keeps_its_dtype_and_tracks_float32():
