@@ -11,7 +11,7 @@ value gradients (the FlashAttention-2 backward, in XLA ops):
 
 On a CPU a [block, N] score tile stays in cache, and autodiff of the blocked forward would
 instead save every block's probabilities (the whole [N, N] matrix per head) and read them back
-with transposed matmuls: 2.5x slower for a ViT-S block at 518² (`benchmarks/README.md`).
+with transposed matmuls: 2-3x slower for a ViT-S block at 518² (`benchmarks/README.md`).
 """
 
 from __future__ import annotations

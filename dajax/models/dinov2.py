@@ -252,7 +252,7 @@ def materialize_gradient(x: jnp.ndarray) -> jnp.ndarray:
     Placed between encoder blocks. The residual stream's gradient is a chain of adds through
     every later block, and XLA:CPU fused that chain into each consumer of each block's
     gradient (the transposes for the weight-gradient matmuls), recomputing it per block:
-    quadratic in depth, 2.5 s of a ViT-S step at 518², batch 2. On CPUs the gradient passes
+    quadratic in depth, ~3 s of a ViT-S step at 518², batch 2. On CPUs the gradient passes
     through a `lax.cond` (never fused) whose branches both return it unchanged; the second
     branch runs only when its first element is NaN and writes that NaN again, so XLA cannot
     merge the branches into one and drop the conditional. Other platforms pass it through.
