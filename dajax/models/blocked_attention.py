@@ -45,21 +45,22 @@ def _contract_rows(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
 
+def _attend(q, k, v):
+    """softmax(q kᵀ / √d) v for q [.., M, d], k, v [.., N, d] in one piece -> (output [.., M, d],
+    log-sum-exp of the scores [.., M] float32); scores and softmax in float32."""
+    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+    s = jnp.matmul(q * scale, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
+    m = s.max(axis=-1, keepdims=True)
+    e = jnp.exp(s - m)
+    total = e.sum(axis=-1, keepdims=True)
+    out = jnp.matmul((e / total).astype(v.dtype), v, preferred_element_type=jnp.float32)
+    return out.astype(q.dtype), (m + jnp.log(total))[..., 0]
+
+
 def _forward(q, k, v):
     """One head: q, k, v [N, d] -> (output [N, d], log-sum-exp of the scores [N] float32)."""
-    n, d = q.shape
-    blocks, rows = _blocking(n)
-    scale = jnp.asarray(d**-0.5, q.dtype)
-
-    def block(q_block):
-        s = jnp.dot(q_block * scale, k.T, preferred_element_type=jnp.float32)
-        m = s.max(axis=-1, keepdims=True)
-        e = jnp.exp(s - m)
-        total = e.sum(axis=-1, keepdims=True)
-        out = jnp.dot((e / total).astype(v.dtype), v, preferred_element_type=jnp.float32)
-        return out.astype(q.dtype), (m + jnp.log(total))[:, 0]
-
-    out, lse = jax.lax.map(block, _split(q, blocks, rows))
+    n = q.shape[0]
+    out, lse = jax.lax.map(lambda q_block: _attend(q_block, k, v), _split(q, *_blocking(n)))
     return _merge(out, n), _merge(lse, n)
 
 
@@ -104,10 +105,7 @@ _head_attention.defvjp(_head_attention_fwd, _head_attention_bwd)
 
 def dense_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
     """softmax(q kᵀ / √d) v over [B, heads, N, d] in one piece (scores and softmax in float32)."""
-    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-    s = jnp.matmul(q * scale, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
-    e = jnp.exp(s - s.max(axis=-1, keepdims=True))
-    return jnp.matmul((e / e.sum(axis=-1, keepdims=True)).astype(v.dtype), v).astype(q.dtype)
+    return _attend(q, k, v)[0]
 
 
 def blocked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
