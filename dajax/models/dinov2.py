@@ -15,17 +15,16 @@ import jax.numpy as jnp
 
 from dajax.models import conv, resample
 from dajax.models.blocked_attention import blocked_attention
+from dajax.models.layer_norm import LayerNorm
 from dajax.models.variants import PATCH_SIZE, swiglu_hidden
 
 Dtype = jnp.dtype | type
 _trunc02 = nn.initializers.truncated_normal(0.02)
 
 
-def _layer_norm(dtype: Dtype, param_dtype: Dtype, name: str) -> nn.LayerNorm:
-    # use_fast_variance=False computes E[(x - mean)^2] like PyTorch, not E[x^2] - mean^2.
-    return nn.LayerNorm(
-        epsilon=1e-6, use_fast_variance=False, dtype=dtype, param_dtype=param_dtype, name=name
-    )
+def _layer_norm(dtype: Dtype, param_dtype: Dtype, name: str) -> LayerNorm:
+    # Variance as E[(x - mean)^2] like PyTorch; flax.linen.LayerNorm's params and values.
+    return LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=param_dtype, name=name)
 
 
 class LayerScale(nn.Module):
@@ -139,11 +138,14 @@ class Attention(nn.Module):
 def exact_gelu(x: jnp.ndarray) -> jnp.ndarray:
     """x · Φ(x) (erf GELU, PyTorch's default `nn.GELU`), any shape and float dtype.
 
-    Same values as `jax.nn.gelu(x, approximate=False)`. The gradient Φ(x) + x·φ(x) is
-    recomputed from `x` in float32, so the forward pass keeps only its input for the backward
-    (autodiff of the erf form stores two more activation-sized partials per MLP).
+    Computed as `0.5 · x · (1 + erf(x / √2))` in float32 and rounded to x's dtype, as PyTorch
+    computes it for half-precision inputs. (`jax.nn.gelu` evaluates the erfc form in the input
+    dtype, which XLA's GPU compiler split into two kernels in the train step.) The gradient
+    Φ(x) + x·φ(x) is recomputed from `x` in float32, so the forward pass keeps only its input for
+    the backward (autodiff of the erf form stores two more activation-sized partials per MLP).
     """
-    return jax.nn.gelu(x, approximate=False)
+    x32 = x.astype(jnp.float32)
+    return (0.5 * x32 * (1.0 + jax.lax.erf(x32 * 2.0**-0.5))).astype(x.dtype)
 
 
 def _exact_gelu_fwd(x):
