@@ -78,7 +78,7 @@ def compile_step(
         model, stage, per_device_labeled * mesh.size, size, mesh
     )
     step = jax.jit(
-        make_train_step(stage_loss_fn(model, stage), tx, seed=0),
+        make_train_step(stage_loss_fn(model, stage, mesh.size), tx, seed=0),
         out_shardings=(jax.tree.map(lambda a: a.sharding, state), sharding.replicated(mesh)),
         donate_argnums=0,
     )

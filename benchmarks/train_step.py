@@ -205,10 +205,11 @@ def make_tx(model):
     return build_optimizer(optim, param_shapes(model), total_steps=1000)[0]
 
 
-def stage_loss_fn(model, stage: str):
-    """dajax's teacher or student objective for `model`."""
+def stage_loss_fn(model, stage: str, batch_shards: int | None = None):
+    """dajax's teacher or student objective for `model` (batches split over `batch_shards`
+    devices; default all local ones)."""
     if stage == "student":
-        return student.make_loss_fn(model, student_config())
+        return student.make_loss_fn(model, student_config(), batch_shards=batch_shards)
     return teacher.make_loss_fn(model)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -43,6 +44,32 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over every device."""
     return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def concat_batches(a: jax.Array, b: jax.Array, shards: int) -> jax.Array:
+    """[n_a, ...] and [n_b, ...] -> [n_a + n_b, ...], each device's rows kept on the device.
+
+    For two batches split over `shards` devices along their leading axis (`batch_sharding`):
+    device d's rows of `a` are followed by its rows of `b`, so under jit the concatenation
+    and `split_batches` move nothing between devices (a plain concatenation would). Rows are
+    therefore grouped by device, not a's then b's; when `shards` does not divide both sizes
+    it is a plain concatenation. Undo with `split_batches(x, n_a, shards)`.
+    """
+    if a.shape[0] % shards or b.shape[0] % shards:
+        return jnp.concatenate([a, b])
+    per_device = lambda x: x.reshape(shards, x.shape[0] // shards, *x.shape[1:])  # noqa: E731
+    joined = jnp.concatenate([per_device(a), per_device(b)], axis=1)
+    return joined.reshape(a.shape[0] + b.shape[0], *a.shape[1:])
+
+
+def split_batches(x: jax.Array, n_a: int, shards: int) -> tuple[jax.Array, jax.Array]:
+    """Inverse of `concat_batches`: [n_a + n_b, ...] -> ([n_a, ...], [n_b, ...])."""
+    n_b = x.shape[0] - n_a
+    if n_a % shards or n_b % shards:
+        return x[:n_a], x[n_a:]
+    grouped = x.reshape(shards, x.shape[0] // shards, *x.shape[1:])
+    a, b = grouped[:, : n_a // shards], grouped[:, n_a // shards :]
+    return a.reshape(n_a, *x.shape[1:]), b.reshape(n_b, *x.shape[1:])
 
 
 def _fsdp_spec(shape: tuple[int, ...], fsdp: int, min_size: int) -> P:

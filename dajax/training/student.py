@@ -16,6 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from dajax import sharding
 from dajax.data import perturb
 from dajax.data.pipeline import StudentBatches, unlabeled_dataset
 from dajax.data.registry import build_source
@@ -31,21 +32,41 @@ def _unlabeled_source(config):
     return build_source(config.data.unlabeled if config.online_teacher else config.data.pseudo)
 
 
-def make_loss_fn(model, config, teacher_model=None):
+def _joint_forward(model, params, x_l, x_u, shards: int):
+    """The student network on labeled and unlabeled images, in one pass when their sizes agree.
+
+    Args:
+      x_l: [B_l, H, W, 3], x_u: [B_u, H', W', 3] normalised images.
+      shards: devices each batch is split over (`dajax.sharding.concat_batches`).
+
+    Returns:
+      (pred_l [B_l, H, W], pred_u [B_u, H', W'], features of x_u [B_u, N, C]). One pass over
+      B_l + B_u images runs each matmul once at the larger size; two passes cost the ViT-L
+      student step (H100 compile) 150 instead of 93 GB of memory-bound traffic.
+    """
+    if x_l.shape[1:] != x_u.shape[1:]:
+        pred_l = model.apply({"params": params}, x_l)
+        pred_u, feats_u = model.apply({"params": params}, x_u, return_features=True)
+        return pred_l, pred_u, feats_u
+    x = sharding.concat_batches(x_l, x_u, shards)
+    pred, feats = model.apply({"params": params}, x, return_features=True)
+    n = x_l.shape[0]
+    pred_l, pred_u = sharding.split_batches(pred, n, shards)
+    return pred_l, pred_u, sharding.split_batches(feats, n, shards)[1]
+
+
+def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = None):
     """`(params, batch, frozen, rng) -> (loss, metrics)` for student batches.
 
     `frozen` holds `dinov2` (encoder params for L_feat) and, online, `teacher` (full params).
+    `batch_shards`: devices the batches are split over (default: all, as `train`'s mesh).
     """
     lc, pc = config.loss, config.perturb
+    shards = batch_shards or jax.device_count()
 
-    def loss_fn(params, batch, frozen, rng):
+    def unlabeled_inputs(batch, frozen, rng):
+        """(student input x_u, teacher labels t_a and t_b of the two CutMix sources, masks)."""
         k_mix, k_perturb = jax.random.split(rng)
-        pred_l = model.apply({"params": params}, setup.normalize_images(batch["l_image"]))
-        loss_l = losses.affine_invariant_loss(pred_l, batch["l_target"], batch["l_mask"])
-        metrics = {"loss_labeled": loss_l}
-        total = lc.labeled_weight * loss_l
-        if not (lc.unlabeled or lc.feature):
-            return total, metrics
         u_a = batch["u_image"].astype(jnp.float32) / 255.0
         u_b = jnp.roll(u_a, 1, axis=0)
         if teacher_model is not None:
@@ -55,14 +76,23 @@ def make_loss_fn(model, config, teacher_model=None):
             t_a = jax.lax.stop_gradient(label(u_a))
         else:
             t_a = batch["u_pseudo"]
-        t_b = jnp.roll(t_a, 1, axis=0)
         b, h, w = t_a.shape
         masks = perturb.cutmix_masks(k_mix, b, h, w, pc.cutmix_p)
         student_in = perturb.cutmix(u_a, u_b, masks)
         if lc.perturb:
             student_in = perturb.strong_perturb(student_in, k_perturb, pc)
-        x_u = setup.normalize_images(student_in)
-        pred_u, feats = model.apply({"params": params}, x_u, return_features=True)
+        return setup.normalize_images(student_in), t_a, jnp.roll(t_a, 1, axis=0), masks
+
+    def loss_fn(params, batch, frozen, rng):
+        x_l = setup.normalize_images(batch["l_image"])
+        if lc.unlabeled or lc.feature:
+            x_u, t_a, t_b, masks = unlabeled_inputs(batch, frozen, rng)
+            pred_l, pred_u, feats = _joint_forward(model, params, x_l, x_u, shards)
+        else:
+            pred_l = model.apply({"params": params}, x_l)
+        loss_l = losses.affine_invariant_loss(pred_l, batch["l_target"], batch["l_mask"])
+        metrics = {"loss_labeled": loss_l}
+        total = lc.labeled_weight * loss_l
         if lc.unlabeled:
             valid = jnp.ones(t_a.shape, bool)
             loss_u = losses.cutmix_affine_invariant_loss(pred_u, t_a, t_b, masks, valid)
