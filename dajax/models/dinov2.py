@@ -134,6 +134,11 @@ class Attention(nn.Module):
         return nn.Dense(self.dim, name="proj", **dense)(out.reshape(b, n, self.dim))
 
 
+def _normal_cdf(x32: jnp.ndarray) -> jnp.ndarray:
+    """Φ(x) = (1 + erf(x / √2)) / 2 of a float32 array."""
+    return 0.5 * (1.0 + jax.lax.erf(x32 * 2.0**-0.5))
+
+
 @jax.custom_vjp
 def exact_gelu(x: jnp.ndarray) -> jnp.ndarray:
     """x · Φ(x) (erf GELU, PyTorch's default `nn.GELU`), any shape and float dtype.
@@ -145,7 +150,7 @@ def exact_gelu(x: jnp.ndarray) -> jnp.ndarray:
     the backward (autodiff of the erf form stores two more activation-sized partials per MLP).
     """
     x32 = x.astype(jnp.float32)
-    return (0.5 * x32 * (1.0 + jax.lax.erf(x32 * 2.0**-0.5))).astype(x.dtype)
+    return (x32 * _normal_cdf(x32)).astype(x.dtype)
 
 
 def _exact_gelu_fwd(x):
@@ -154,9 +159,8 @@ def _exact_gelu_fwd(x):
 
 def _exact_gelu_bwd(x, grad):
     x32 = x.astype(jnp.float32)
-    cdf = 0.5 * (1.0 + jax.lax.erf(x32 * (2.0**-0.5)))
     pdf = jnp.exp(-0.5 * x32 * x32) * (2.0 * jnp.pi) ** -0.5
-    return ((grad.astype(jnp.float32) * (cdf + x32 * pdf)).astype(grad.dtype),)
+    return ((grad.astype(jnp.float32) * (_normal_cdf(x32) + x32 * pdf)).astype(grad.dtype),)
 
 
 exact_gelu.defvjp(_exact_gelu_fwd, _exact_gelu_bwd)
