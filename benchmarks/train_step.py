@@ -207,7 +207,7 @@ def make_tx(model):
 
 def stage_loss_fn(model, stage: str, batch_shards: int | None = None):
     """dajax's teacher or student objective for `model` (batches split over `batch_shards`
-    devices; default all local ones)."""
+    devices; default all devices)."""
     if stage == "student":
         return student.make_loss_fn(model, student_config(), batch_shards=batch_shards)
     return teacher.make_loss_fn(model)
