@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from dajax.models import conv, resample
 from dajax.models.blocked_attention import blocked_attention
-from dajax.models.layer_norm import LayerNorm
+from dajax.models.layer_norm import DeferredLayerNorm, LayerNorm
 from dajax.models.variants import PATCH_SIZE, swiglu_hidden
 
 Dtype = jnp.dtype | type
@@ -28,18 +28,76 @@ def _layer_norm(dtype: Dtype, param_dtype: Dtype, name: str) -> LayerNorm:
 
 
 class LayerScale(nn.Module):
-    """Per-channel scale `x * gamma` (DINOv2 `ls1` / `ls2`)."""
+    """DINOv2's per-channel output scale (`ls1` / `ls2`): declares `gamma` [dim] and returns it,
+    for `AffineDense` to fold into the projection before it."""
 
     dim: int
     init_value: float = 1.0
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        gamma = self.param(
+    def __call__(self) -> jnp.ndarray:
+        return self.param(
             "gamma", nn.initializers.constant(self.init_value), (self.dim,), self.param_dtype
         )
-        return x * gamma.astype(x.dtype)
+
+
+Affine = tuple[jnp.ndarray, jnp.ndarray]
+
+
+def folded_dense(
+    x: jnp.ndarray,
+    kernel: jnp.ndarray,
+    bias: jnp.ndarray,
+    dtype: Dtype,
+    in_affine: Affine | None = None,
+    out_scale: jnp.ndarray | None = None,
+) -> jnp.ndarray:
+    """`((x · s + t) @ kernel + bias) · g` as one matmul of x with folded weights.
+
+    Args:
+      x: [..., I]; kernel: [I, O]; bias: [O].
+      in_affine: (s, t), each [I]: an elementwise affine on the input (a LayerNorm's scale and
+        bias), or None.
+      out_scale: g [O] (a LayerScale's gamma), or None.
+
+    Returns:
+      [..., O] in `dtype`: `x @ kernel'  + bias'` with kernel' = s[:, None] · kernel · g and
+      bias' = (t @ kernel + bias) · g, folded in float32 and cast to `dtype` once. The affines
+      then cost weight-sized work instead of activation-sized passes, forward and backward: in
+      a ViT-L train step on an H100 the LayerNorms' scale/bias gradients and the LayerScales'
+      multiplies took 11 of 95 memory-bound GB (`benchmarks/roofline.py`).
+    """
+    kernel32, bias32 = kernel.astype(jnp.float32), bias.astype(jnp.float32)
+    if in_affine is not None:
+        scale, shift = (a.astype(jnp.float32) for a in in_affine)
+        bias32 = bias32 + jnp.dot(shift, kernel32, precision=jax.lax.Precision.HIGHEST)
+        kernel32 = scale[:, None] * kernel32
+    if out_scale is not None:
+        kernel32 = kernel32 * out_scale.astype(jnp.float32)
+        bias32 = bias32 * out_scale.astype(jnp.float32)
+    return jnp.dot(x.astype(dtype), kernel32.astype(dtype)) + bias32.astype(dtype)
+
+
+class AffineDense(nn.Module):
+    """`nn.Dense` (params `kernel` [I, O], `bias` [O]; truncated-normal 0.02 and zeros) applied
+    through `folded_dense`, so an input affine and an output scale cost no activation pass."""
+
+    features: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jnp.ndarray,
+        in_affine: Affine | None = None,
+        out_scale: jnp.ndarray | None = None,
+    ) -> jnp.ndarray:
+        """x: [..., I] -> [..., features] `dtype`; see `folded_dense` for the affines."""
+        kernel = self.param("kernel", _trunc02, (x.shape[-1], self.features), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+        return folded_dense(x, kernel, bias, self.dtype, in_affine, out_scale)
 
 
 ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn")
@@ -105,13 +163,14 @@ class QKV(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-        """x: [.., D] -> q, k, v, each [.., D]."""
+    def __call__(
+        self, x: jnp.ndarray, in_affine: Affine | None = None
+    ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+        """x: [.., D] -> q, k, v, each [.., D]; `in_affine` as in `folded_dense`."""
         kernel = self.param("kernel", _trunc02, (x.shape[-1], 3 * self.dim), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, (3 * self.dim,), self.param_dtype)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         parts = slice(0, self.dim), slice(self.dim, 2 * self.dim), slice(2 * self.dim, None)
-        return tuple(jnp.dot(x, kernel[:, p]) + bias[p] for p in parts)
+        return tuple(folded_dense(x, kernel[:, p], bias[p], self.dtype, in_affine) for p in parts)
 
 
 class Attention(nn.Module):
@@ -124,14 +183,23 @@ class Attention(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(
+        self,
+        x: jnp.ndarray,
+        in_affine: Affine | None = None,
+        out_scale: jnp.ndarray | None = None,
+    ) -> jnp.ndarray:
+        """x: [B, N, D] -> [B, N, D]; `in_affine` and `out_scale` are folded into the qkv and
+        output projections (`folded_dense`)."""
         b, n, _ = x.shape
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=_trunc02)
-        qkv = QKV(self.dim, self.dtype, self.param_dtype, name="qkv")(x)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        qkv = QKV(self.dim, name="qkv", **kw)(x, in_affine)
         heads = self.heads, self.dim // self.heads
         q, k, v = (a.reshape(b, n, *heads).transpose(0, 2, 1, 3) for a in qkv)  # [B, h, N, hd]
         out = scaled_dot_product_attention(q, k, v, self.impl).transpose(0, 2, 1, 3)
-        return nn.Dense(self.dim, name="proj", **dense)(out.reshape(b, n, self.dim))
+        return AffineDense(self.dim, name="proj", **kw)(
+            out.reshape(b, n, self.dim), None, out_scale
+        )
 
 
 def _normal_cdf(x32: jnp.ndarray) -> jnp.ndarray:
@@ -175,10 +243,16 @@ class Mlp(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=_trunc02)
-        x = exact_gelu(nn.Dense(self.hidden, name="fc1", **dense)(x))
-        return nn.Dense(self.dim, name="fc2", **dense)(x)
+    def __call__(
+        self,
+        x: jnp.ndarray,
+        in_affine: Affine | None = None,
+        out_scale: jnp.ndarray | None = None,
+    ) -> jnp.ndarray:
+        """x: [.., D] -> [.., dim]; the affines are folded into fc1 and fc2."""
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        x = exact_gelu(AffineDense(self.hidden, name="fc1", **kw)(x, in_affine))
+        return AffineDense(self.dim, name="fc2", **kw)(x, None, out_scale)
 
 
 class SwiGLU(nn.Module):
@@ -190,10 +264,17 @@ class SwiGLU(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=_trunc02)
-        gate, value = jnp.split(nn.Dense(2 * self.hidden, name="w12", **dense)(x), 2, axis=-1)
-        return nn.Dense(self.dim, name="w3", **dense)(nn.silu(gate) * value)
+    def __call__(
+        self,
+        x: jnp.ndarray,
+        in_affine: Affine | None = None,
+        out_scale: jnp.ndarray | None = None,
+    ) -> jnp.ndarray:
+        """x: [.., D] -> [.., dim]; the affines are folded into w12 and w3."""
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        gate_value = AffineDense(2 * self.hidden, name="w12", **kw)(x, in_affine)
+        gate, value = jnp.split(gate_value, 2, axis=-1)
+        return AffineDense(self.dim, name="w3", **kw)(nn.silu(gate) * value, None, out_scale)
 
 
 REMAT_POLICIES = {
@@ -205,7 +286,11 @@ REMAT_POLICIES = {
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: `x + ls1(attn(norm1(x)))`, `x + ls2(ffn(norm2(x)))`."""
+    """Pre-norm transformer block: `x + ls1(attn(norm1(x)))`, `x + ls2(ffn(norm2(x)))`.
+
+    Each LayerNorm's scale and bias and each LayerScale are folded into the weights of the
+    matmul next to them (`folded_dense`); the parameters are the reference's.
+    """
 
     dim: int
     heads: int
@@ -218,15 +303,17 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        norm = dict(epsilon=1e-6, **kw)
+        gamma = dict(dim=self.dim, param_dtype=self.param_dtype)
         attn = Attention(self.dim, self.heads, self.attention, name="attn", **kw)
-        h = attn(_layer_norm(name="norm1", **kw)(x))
-        x = x + LayerScale(self.dim, param_dtype=self.param_dtype, name="ls1")(h)
-        h = _layer_norm(name="norm2", **kw)(x)
+        xhat, affine = DeferredLayerNorm(name="norm1", **norm)(x)
+        x = x + attn(xhat, affine, LayerScale(name="ls1", **gamma)())
         if self.ffn == "swiglu":
-            h = SwiGLU(self.dim, swiglu_hidden(self.dim, self.mlp_ratio), name="mlp", **kw)(h)
+            ffn = SwiGLU(self.dim, swiglu_hidden(self.dim, self.mlp_ratio), name="mlp", **kw)
         else:
-            h = Mlp(self.dim, int(self.dim * self.mlp_ratio), name="mlp", **kw)(h)
-        return x + LayerScale(self.dim, param_dtype=self.param_dtype, name="ls2")(h)
+            ffn = Mlp(self.dim, int(self.dim * self.mlp_ratio), name="mlp", **kw)
+        xhat, affine = DeferredLayerNorm(name="norm2", **norm)(x)
+        return x + ffn(xhat, affine, LayerScale(name="ls2", **gamma)())
 
 
 class PatchEmbed(nn.Module):

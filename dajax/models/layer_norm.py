@@ -1,6 +1,6 @@
-"""LayerNorm over the last axis with a hand-written backward (float32 statistics).
+"""LayerNorm over the last axis with hand-written backwards (float32 statistics).
 
-Same parameters (`scale`, `bias`), initial values and forward values as
+`LayerNorm` has the parameters (`scale`, `bias`), initial values and forward values of
 `flax.linen.LayerNorm(use_fast_variance=False)`: statistics in float32 whatever the input
 dtype, the output in the module's dtype. Autodiff of that forward leaves XLA's GPU compiler
 about 12 activation-sized passes per LayerNorm backward spread over five kernels (26 of the
@@ -11,6 +11,11 @@ backward here keeps only the input and two per-row floats from the forward and c
     dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)),  dscale = Σ dy · x̂,  dbias = Σ dy
 
 as one row-normalisation kernel for dx and one column reduction for dscale and dbias.
+
+`DeferredLayerNorm` has the same parameters but returns x̂ and leaves `scale` and `bias` to
+the caller, which folds them into the next matmul's weights (`dinov2.AffineDense`). Its
+backward is the row kernel alone, computed from the saved output x̂ (which the next matmul's
+weight gradient keeps anyway) instead of the input.
 """
 
 from __future__ import annotations
@@ -57,13 +62,17 @@ def _forward(x, scale, bias, epsilon, dtype):
     return _normalize(x, mean, rstd, scale, bias, dtype), (x, mean, rstd, scale, bias)
 
 
+def _input_gradient(xhat: jnp.ndarray, rstd: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
+    """dx of x̂ = (x - mean) · rstd from g = dx̂; all float32, [..., C] (rstd [..., 1])."""
+    return rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
+
+
 def _backward(epsilon, dtype, residuals, dy):
     del epsilon, dtype
     x, mean, rstd, scale, bias = residuals
     dy32 = dy.astype(jnp.float32)
     xhat = (x.astype(jnp.float32) - mean) * rstd
-    g = dy32 * scale.astype(jnp.float32)
-    dx = rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
+    dx = _input_gradient(xhat, rstd, dy32 * scale.astype(jnp.float32))
     rows = tuple(range(dy.ndim - 1))
     dscale = (dy32 * xhat).sum(rows)
     dbias = dy32.sum(rows)
@@ -71,6 +80,44 @@ def _backward(epsilon, dtype, residuals, dy):
 
 
 layer_norm.defvjp(_forward, _backward)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def standardize(x: jnp.ndarray, epsilon: float, dtype: Dtype) -> jnp.ndarray:
+    """x̂ = (x - mean) / sqrt(var + epsilon) over the last axis: [..., C] -> [..., C] `dtype`.
+
+    `layer_norm` without scale and bias. The backward keeps the output x̂ and 1/std per row, not
+    the input.
+    """
+    mean, rstd = _statistics(x, epsilon)
+    return ((x.astype(jnp.float32) - mean) * rstd).astype(dtype)
+
+
+def _standardize_forward(x, epsilon, dtype):
+    mean, rstd = _statistics(x, epsilon)
+    xhat = ((x.astype(jnp.float32) - mean) * rstd).astype(dtype)
+    # Behind the barrier XLA cannot recompute x̂ from x inside the backward's kernel, which kept
+    # x alive and made it copy the residual stream before each matmul that adds into it.
+    xhat, rstd = jax.lax.optimization_barrier((xhat, rstd))
+    return xhat, (xhat, rstd, jnp.empty((0,), x.dtype))
+
+
+def _standardize_backward(epsilon, dtype, residuals, dy):
+    del epsilon, dtype
+    xhat, rstd, x_dtype = residuals
+    dx = _input_gradient(xhat.astype(jnp.float32), rstd, dy.astype(jnp.float32))
+    return (dx.astype(x_dtype.dtype),)
+
+
+standardize.defvjp(_standardize_forward, _standardize_backward)
+
+
+def _affine_params(module: nn.Module, channels: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """A LayerNorm's `scale` (ones) and `bias` (zeros), [C] `param_dtype`, declared on `module`
+    (called from its compact method)."""
+    scale = module.param("scale", nn.initializers.ones, (channels,), module.param_dtype)
+    bias = module.param("bias", nn.initializers.zeros, (channels,), module.param_dtype)
+    return scale, bias
 
 
 class LayerNorm(nn.Module):
@@ -84,7 +131,20 @@ class LayerNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         """x: [..., C] -> [..., C] `dtype`."""
-        c = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (c,), self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
+        scale, bias = _affine_params(self, x.shape[-1])
         return layer_norm(x, scale, bias, self.epsilon, jnp.dtype(self.dtype))
+
+
+class DeferredLayerNorm(nn.Module):
+    """`LayerNorm`'s params with the affine left to the caller: `LayerNorm()(x)` equals
+    `x̂ · scale + bias` for `x̂, (scale, bias) = DeferredLayerNorm()(x)`, up to rounding."""
+
+    epsilon: float = 1e-6
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, tuple[jnp.ndarray, jnp.ndarray]]:
+        """x: [..., C] -> (x̂ [..., C] `dtype`, (scale [C], bias [C]) `param_dtype`)."""
+        affine = _affine_params(self, x.shape[-1])
+        return standardize(x, self.epsilon, jnp.dtype(self.dtype)), affine

@@ -1,4 +1,4 @@
-"""`dajax.models.layer_norm`: flax's LayerNorm values with a hand-written backward."""
+"""`dajax.models.layer_norm`: flax's LayerNorm values with hand-written backwards."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dajax.models.layer_norm import LayerNorm
+from dajax.models.layer_norm import DeferredLayerNorm, LayerNorm, standardize
 
 
 def _inputs(dtype):
@@ -86,3 +86,43 @@ def test_backward_keeps_the_input_and_two_floats_per_row():
     rows = x.size // x.shape[-1]
     param_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(params))
     assert residual_bytes <= x.nbytes + 2 * rows * 4 + param_bytes
+
+
+def test_deferred_layer_norm_has_layer_norm_params_and_leaves_it_the_affine():
+    x, _ = _inputs(jnp.float32)
+    full = LayerNorm(epsilon=1e-6)
+    params = _trained_params(full, x)
+    deferred = DeferredLayerNorm(epsilon=1e-6)
+    assert jax.tree.map(jnp.shape, deferred.init(jax.random.key(2), x)) == jax.tree.map(
+        jnp.shape, params
+    )
+    xhat, (scale, bias) = deferred.apply(params, x)
+    np.testing.assert_array_equal(scale, params["params"]["scale"])
+    np.testing.assert_allclose(xhat * scale + bias, full.apply(params, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(xhat.mean(-1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(xhat.std(-1), 1.0, rtol=1e-4)
+
+
+def test_standardize_gradient_matches_torch():
+    x, d_out = _inputs(jnp.float32)
+    _, vjp = jax.vjp(lambda x: standardize(x, 1e-6, jnp.float32), x)
+    tx = torch.tensor(np.asarray(x), requires_grad=True)
+    torch.nn.functional.layer_norm(tx, (48,), eps=1e-6).backward(torch.tensor(np.asarray(d_out)))
+    np.testing.assert_allclose(vjp(d_out)[0], tx.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("in_dtype", [jnp.float32, jnp.bfloat16])
+def test_standardize_keeps_its_output_and_returns_the_input_dtype(in_dtype):
+    """The backward keeps x̂ (in the output dtype) and 1/std per row, not the input, and the
+    input's gradient comes back in the input's dtype."""
+    x, d_out = _inputs(in_dtype)
+    xhat, vjp = jax.vjp(lambda x: standardize(x, 1e-6, jnp.bfloat16), x)
+    assert xhat.dtype == jnp.bfloat16
+    rows = x.size // x.shape[-1]
+    assert sum(leaf.nbytes for leaf in jax.tree.leaves(vjp)) <= xhat.nbytes + rows * 4
+    (dx,) = vjp(d_out.astype(jnp.bfloat16))
+    assert dx.dtype == in_dtype
+    want = jax.vjp(lambda x: standardize(x, 1e-6, jnp.float32), x.astype(jnp.float32))[1]
+    want = want(d_out.astype(jnp.float32))[0]
+    scale = float(jnp.abs(want).max())
+    np.testing.assert_allclose(np.float32(dx), want, atol=2e-2 * scale)
