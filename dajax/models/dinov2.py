@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from dajax.models import conv, resample
 from dajax.models.blocked_attention import blocked_attention
@@ -43,6 +44,9 @@ class LayerScale(nn.Module):
 
 
 Affine = tuple[jnp.ndarray, jnp.ndarray]
+
+# `checkpoint_name` of the weights `folded_dense` computes; every remat policy saves them.
+FOLDED_WEIGHTS = "folded_weights"
 
 
 def folded_dense(
@@ -76,7 +80,8 @@ def folded_dense(
     if out_scale is not None:
         kernel32 = kernel32 * out_scale.astype(jnp.float32)
         bias32 = bias32 * out_scale.astype(jnp.float32)
-    return jnp.dot(x.astype(dtype), kernel32.astype(dtype)) + bias32.astype(dtype)
+    kernel, bias = checkpoint_name((kernel32.astype(dtype), bias32.astype(dtype)), FOLDED_WEIGHTS)
+    return jnp.dot(x.astype(dtype), kernel) + bias
 
 
 class AffineDense(nn.Module):
@@ -277,11 +282,16 @@ class SwiGLU(nn.Module):
         return AffineDense(self.dim, name="w3", **kw)(nn.silu(gate) * value, None, out_scale)
 
 
+_SAVE_FOLDED = jax.checkpoint_policies.save_only_these_names(FOLDED_WEIGHTS)
 REMAT_POLICIES = {
     "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.dots_saveable,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "full": _SAVE_FOLDED,
+    "dots": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.dots_saveable, _SAVE_FOLDED
+    ),
+    "dots_no_batch": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable, _SAVE_FOLDED
+    ),
 }
 
 
@@ -410,6 +420,9 @@ class DinoVisionTransformer(nn.Module):
     (`REMAT_POLICIES`: 'none' keeps everything; 'full' keeps only the block input and
     recomputes the rest; 'dots' keeps matmul outputs; 'dots_no_batch' keeps the weight matmuls
     but not attention's batched ones), applied to the first `remat_blocks` blocks (0 = all).
+    Every policy also keeps the block's folded weights (`folded_dense`; weight-sized): under
+    FSDP, recomputing them in the backward pass (from all-gathered parameters) took the ViT-G
+    student step on 8 H100s from 22 to 48 GiB of temporaries per GPU.
     """
 
     dim: int

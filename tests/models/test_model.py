@@ -1,5 +1,6 @@
 """Architecture facts of the Flax Depth Anything model (SPEC §1-2)."""
 
+import collections
 import json
 
 import jax
@@ -97,6 +98,21 @@ def test_remat_policies_leave_gradients_unchanged(remat, blocks):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
     with pytest.raises(ValueError, match="remat must be one of"):
         DepthAnything(config, remat="some").apply({"params": params}, x)
+
+
+def test_full_remat_keeps_block_inputs_and_folded_weights_only(capsys):
+    """`remat='full'`: of the encoder's residuals only each block's input is activation-sized;
+    the rest are the folded weights, saved so the backward pass does not recompute them."""
+    config = tiny_config()
+    params = init_params(DepthAnything(config), jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (1, 28, 42, 3))
+    model = DepthAnything(config, remat="full")
+    jax.ad_checkpoint.print_saved_residuals(lambda p: model.apply({"params": p}, x).mean(), params)
+    encoder = [line for line in capsys.readouterr().out.splitlines() if "dinov2.py" in line]
+    folded = [line for line in encoder if "named 'folded_weights'" in line]
+    assert len(folded) >= 6 * config.depth  # q, k, v, proj, fc1 and fc2 kernels at least
+    others = collections.Counter(line.split()[0] for line in encoder if line not in folded)
+    assert others == {f"f32[1,{1 + 2 * 3},{config.dim}]": config.depth + 1}  # + last output
 
 
 def test_attention_kernel_choice_reaches_every_block():
