@@ -66,7 +66,7 @@ def folded_dense(
       out_scale: g [O] (a LayerScale's gamma), or None.
 
     Returns:
-      [..., O] in `dtype`: `x @ kernel'  + bias'` with kernel' = s[:, None] · kernel · g and
+      [..., O] in `dtype`: `x @ kernel' + bias'` with kernel' = s[:, None] · kernel · g and
       bias' = (t @ kernel + bias) · g, folded in float32 and cast to `dtype` once. The affines
       then cost weight-sized work instead of activation-sized passes, forward and backward: in
       a ViT-L train step on an H100 the LayerNorms' scale/bias gradients and the LayerScales'
