@@ -239,9 +239,11 @@ def _exact_gelu_bwd(x, grad):
 exact_gelu.defvjp(_exact_gelu_fwd, _exact_gelu_bwd)
 
 
-class Mlp(nn.Module):
-    """GELU (exact erf) MLP `fc1 -> gelu -> fc2`."""
+class FeedForward(nn.Module):
+    """DINOv2's FFN, `kind` 'mlp' (`fc1 -> erf GELU -> fc2`) or 'swiglu' (the fused SwiGLU:
+    `w12` gives [gate; value], out = w3(silu(gate) * value))."""
 
+    kind: str
     dim: int
     hidden: int
     dtype: Dtype = jnp.float32
@@ -254,32 +256,17 @@ class Mlp(nn.Module):
         in_affine: Affine | None = None,
         out_scale: jnp.ndarray | None = None,
     ) -> jnp.ndarray:
-        """x: [.., D] -> [.., dim]; the affines are folded into fc1 and fc2."""
+        """x: [.., D] -> [.., dim]; `in_affine` is folded into the first projection, `out_scale`
+        into the last (`folded_dense`)."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        x = exact_gelu(AffineDense(self.hidden, name="fc1", **kw)(x, in_affine))
-        return AffineDense(self.dim, name="fc2", **kw)(x, None, out_scale)
-
-
-class SwiGLU(nn.Module):
-    """DINOv2's fused SwiGLU FFN: `w12` gives [gate; value], out = w3(silu(gate) * value)."""
-
-    dim: int
-    hidden: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(
-        self,
-        x: jnp.ndarray,
-        in_affine: Affine | None = None,
-        out_scale: jnp.ndarray | None = None,
-    ) -> jnp.ndarray:
-        """x: [.., D] -> [.., dim]; the affines are folded into w12 and w3."""
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        gate_value = AffineDense(2 * self.hidden, name="w12", **kw)(x, in_affine)
-        gate, value = jnp.split(gate_value, 2, axis=-1)
-        return AffineDense(self.dim, name="w3", **kw)(nn.silu(gate) * value, None, out_scale)
+        if self.kind == "swiglu":
+            gate_value = AffineDense(2 * self.hidden, name="w12", **kw)(x, in_affine)
+            gate, value = jnp.split(gate_value, 2, axis=-1)
+            hidden, out = nn.silu(gate) * value, "w3"
+        else:
+            hidden = exact_gelu(AffineDense(self.hidden, name="fc1", **kw)(x, in_affine))
+            out = "fc2"
+        return AffineDense(self.dim, name=out, **kw)(hidden, None, out_scale)
 
 
 _SAVE_FOLDED = jax.checkpoint_policies.save_only_these_names(FOLDED_WEIGHTS)
@@ -319,9 +306,10 @@ class Block(nn.Module):
         xhat, affine = DeferredLayerNorm(name="norm1", **norm)(x)
         x = x + attn(xhat, affine, LayerScale(name="ls1", **gamma)())
         if self.ffn == "swiglu":
-            ffn = SwiGLU(self.dim, swiglu_hidden(self.dim, self.mlp_ratio), name="mlp", **kw)
+            hidden = swiglu_hidden(self.dim, self.mlp_ratio)
         else:
-            ffn = Mlp(self.dim, int(self.dim * self.mlp_ratio), name="mlp", **kw)
+            hidden = int(self.dim * self.mlp_ratio)
+        ffn = FeedForward(self.ffn, self.dim, hidden, name="mlp", **kw)
         xhat, affine = DeferredLayerNorm(name="norm2", **norm)(x)
         return x + ffn(xhat, affine, LayerScale(name="ls2", **gamma)())
 
