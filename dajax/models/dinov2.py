@@ -240,12 +240,13 @@ exact_gelu.defvjp(_exact_gelu_fwd, _exact_gelu_bwd)
 
 
 class FeedForward(nn.Module):
-    """DINOv2's FFN, `kind` 'mlp' (`fc1 -> erf GELU -> fc2`) or 'swiglu' (the fused SwiGLU:
-    `w12` gives [gate; value], out = w3(silu(gate) * value))."""
+    """DINOv2's FFN, `kind` 'mlp' (`fc1 -> erf GELU -> fc2`, hidden width `mlp_ratio · dim`) or
+    'swiglu' (the fused SwiGLU: `w12` gives [gate; value], out = w3(silu(gate) * value), hidden
+    width `swiglu_hidden`)."""
 
     kind: str
     dim: int
-    hidden: int
+    mlp_ratio: float = 4.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -260,11 +261,13 @@ class FeedForward(nn.Module):
         into the last (`folded_dense`)."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         if self.kind == "swiglu":
-            gate_value = AffineDense(2 * self.hidden, name="w12", **kw)(x, in_affine)
+            width = swiglu_hidden(self.dim, self.mlp_ratio)
+            gate_value = AffineDense(2 * width, name="w12", **kw)(x, in_affine)
             gate, value = jnp.split(gate_value, 2, axis=-1)
             hidden, out = nn.silu(gate) * value, "w3"
         else:
-            hidden = exact_gelu(AffineDense(self.hidden, name="fc1", **kw)(x, in_affine))
+            width = int(self.dim * self.mlp_ratio)
+            hidden = exact_gelu(AffineDense(width, name="fc1", **kw)(x, in_affine))
             out = "fc2"
         return AffineDense(self.dim, name=out, **kw)(hidden, None, out_scale)
 
@@ -305,11 +308,7 @@ class Block(nn.Module):
         attn = Attention(self.dim, self.heads, self.attention, name="attn", **kw)
         xhat, affine = DeferredLayerNorm(name="norm1", **norm)(x)
         x = x + attn(xhat, affine, LayerScale(name="ls1", **gamma)())
-        if self.ffn == "swiglu":
-            hidden = swiglu_hidden(self.dim, self.mlp_ratio)
-        else:
-            hidden = int(self.dim * self.mlp_ratio)
-        ffn = FeedForward(self.ffn, self.dim, hidden, name="mlp", **kw)
+        ffn = FeedForward(self.ffn, self.dim, self.mlp_ratio, name="mlp", **kw)
         xhat, affine = DeferredLayerNorm(name="norm2", **norm)(x)
         return x + ffn(xhat, affine, LayerScale(name="ls2", **gamma)())
 

@@ -37,6 +37,11 @@ def _statistics(x: jnp.ndarray, epsilon: float) -> tuple[jnp.ndarray, jnp.ndarra
     return mean, jax.lax.rsqrt(var + epsilon)
 
 
+def _standardized(x, mean, rstd):
+    """x̂ = (x - mean) · rstd in float32."""
+    return (x.astype(jnp.float32) - mean) * rstd
+
+
 def _normalize(x, mean, rstd, scale, bias, dtype):
     y = (x.astype(jnp.float32) - mean) * (rstd * scale.astype(jnp.float32))
     return (y + bias.astype(jnp.float32)).astype(dtype)
@@ -71,7 +76,7 @@ def _backward(epsilon, dtype, residuals, dy):
     del epsilon, dtype
     x, mean, rstd, scale, bias = residuals
     dy32 = dy.astype(jnp.float32)
-    xhat = (x.astype(jnp.float32) - mean) * rstd
+    xhat = _standardized(x, mean, rstd)
     dx = _input_gradient(xhat, rstd, dy32 * scale.astype(jnp.float32))
     rows = tuple(range(dy.ndim - 1))
     dscale = (dy32 * xhat).sum(rows)
@@ -89,13 +94,12 @@ def standardize(x: jnp.ndarray, epsilon: float, dtype: Dtype) -> jnp.ndarray:
     `layer_norm` without scale and bias. The backward keeps the output x̂ and 1/std per row, not
     the input.
     """
-    mean, rstd = _statistics(x, epsilon)
-    return ((x.astype(jnp.float32) - mean) * rstd).astype(dtype)
+    return _standardized(x, *_statistics(x, epsilon)).astype(dtype)
 
 
 def _standardize_forward(x, epsilon, dtype):
     mean, rstd = _statistics(x, epsilon)
-    xhat = ((x.astype(jnp.float32) - mean) * rstd).astype(dtype)
+    xhat = _standardized(x, mean, rstd).astype(dtype)
     # Behind the barrier XLA cannot recompute x̂ from x inside the backward's kernel, which kept
     # x alive and made it copy the residual stream before each matmul that adds into it.
     xhat, rstd = jax.lax.optimization_barrier((xhat, rstd))
