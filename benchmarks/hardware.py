@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 
 import jax
 import torch
@@ -126,6 +127,10 @@ def model_flops(jitted, *args) -> float | None:
     """
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
     # Lowered for the CPU: the count is the same everywhere, and GPU lowerings report none.
-    cost = jitted.trace(*abstract).lower(lowering_platforms=("cpu",)).cost_analysis()
+    try:
+        cost = jitted.trace(*abstract).lower(lowering_platforms=("cpu",)).cost_analysis()
+    except Exception as e:  # a benchmark's timings stand without the count
+        print(f"model_flops: no FLOP count ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
     cost = cost[0] if isinstance(cost, list) else cost
     return (cost or {}).get("flops")

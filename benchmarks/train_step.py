@@ -227,11 +227,14 @@ def dajax_runner(model, params, loss_fn, batch, frozen):
     return run, step.lower(holder["state"], batch, frozen).compile(), (holder["state"], batch)
 
 
-def profile_steps(run, logdir: str, steps: int = 3) -> None:
-    """A `jax.profiler` trace of `steps` dajax steps (TensorBoard/XProf and Perfetto files)."""
+def profile_steps(run, compiled, logdir: str, steps: int = 3) -> None:
+    """A `jax.profiler` trace of `steps` dajax steps (TensorBoard/XProf and Perfetto files)
+    and the optimised program (`optimized_hlo.txt`, which names the trace's kernels)."""
     with jax.profiler.trace(logdir, create_perfetto_trace=True):
         for _ in range(steps):
             run()
+    with open(os.path.join(logdir, "optimized_hlo.txt"), "w") as f:
+        f.write(compiled.as_text())
 
 
 def main() -> None:
@@ -245,7 +248,11 @@ def main() -> None:
     p.add_argument("--attention", default="auto", help="dajax kernel: auto|chunked|xla|cudnn")
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--peak-tflops", type=float, default=0.0, help="override the device peak")
-    p.add_argument("--profile", default="", help="write a jax.profiler trace of dajax here")
+    p.add_argument(
+        "--profile",
+        default="",
+        help="write a jax.profiler trace and the optimised HLO of dajax here",
+    )
     args = p.parse_args()
 
     device = hardware.torch_device()
@@ -287,8 +294,9 @@ def main() -> None:
         loss_fn = stage_loss_fn(model, stage)
         run, compiled, (state0, batch0) = dajax_runner(model, params, loss_fn, batch, frozen)
         j_loss, j_s = timed(run, args.iters)
+        print(f"dajax {stage}: {j_s:.4f} s/step, loss {j_loss:.4f}", file=sys.stderr, flush=True)
         if args.profile:
-            profile_steps(run, os.path.join(args.profile, stage))
+            profile_steps(run, compiled, os.path.join(args.profile, stage))
 
         ref.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
         opt = torch_setup(ref, 5e-6)
