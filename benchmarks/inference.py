@@ -10,8 +10,9 @@ Both frameworks run the same randomly initialised Depth Anything architecture (t
 through the Hugging Face checkpoint path). The network alone is timed (no pre/post-processing),
 in float32 or bfloat16 (weights and compute, both frameworks), after warm-up, on the GPU when
 PyTorch and JAX see one; the table prints the median ms/image, dajax's speed-up, dajax's MFU
-(XLA's FLOP count of the forward, attention included, over the device's dense peak, when
-known) and the relative difference of the two outputs, so the comparison is of equal work.
+(the forward's matmul and convolution FLOPs, attention included, over the device's dense
+peak, when known) and the relative difference of the two outputs, so the comparison is of
+equal work.
 """
 
 from __future__ import annotations

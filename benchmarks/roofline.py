@@ -7,9 +7,9 @@ Compiles dajax's step for one GPU of `--target` without the GPU (`hardware.GPU_T
 JAX's CUDA plugin) and reads the optimised program XLA would run there: every kernel of the
 entry computation with the bytes it reads and writes. Kernels fall in classes: matmuls
 (cuBLAS), convolutions and fused attention (cuDNN), and the memory-bound rest (XLA's fused
-elementwise/reduction kernels, copies, sorts). The roofline estimate charges the model's FLOPs
-(XLA's count, plain attention) at `--compute-efficiency` of the dense peak and the memory-bound
-kernels' bytes at `--bandwidth-efficiency` of the HBM bandwidth:
+elementwise/reduction kernels, copies, sorts). The roofline estimate charges the model's
+FLOPs (`hardware.model_flops`, plain attention) at `--compute-efficiency` of the dense peak
+and the memory-bound kernels' bytes at `--bandwidth-efficiency` of the HBM bandwidth:
 
     t ≈ FLOPs / (e_c · peak) + bytes(memory-bound) / (e_m · bandwidth)
 
@@ -104,7 +104,7 @@ def _forward(model, batch: int, size: int):
 
 
 def program_flops(model, stage: str, batch: int, size: int) -> float:
-    """XLA's FLOP count of one step or forward (plain attention, so its matmuls count)."""
+    """Model FLOPs of one step or forward (plain attention, so its matmuls count)."""
     plain = model.clone(attention="xla")
     if stage == "inference":
         return hardware.model_flops(*_forward(plain, batch, size))

@@ -15,7 +15,8 @@ grayscale and blur but no hue rotation (no stock PyTorch op); that work is a neg
 a step. Both compute in float32. The first step's loss is printed for both: equal for the
 teacher (same weights, same batch: an equal-work check); the student's differ by their random
 perturbations and CutMix boxes. Prints seconds per step, the speed-up and, given
-`--peak-tflops`, MFU from XLA's FLOP count of the compiled step.
+`--peak-tflops`, MFU from the step's matmul and convolution FLOPs (`hardware.model_flops`).
+The PyTorch step runs first and hands its GPU memory back, so both fit on one 80 GB GPU.
 """
 
 from __future__ import annotations
@@ -184,6 +185,33 @@ def torch_step(ref, opt, loss_fn, autocast) -> float:
     return float(loss)
 
 
+def _torch_timed(ref, frozen, state, batch, stage: str, autocast, iters: int):
+    """(first loss, median s/step) of the PyTorch recipe's `stage` step from weights `state`;
+    its optimiser state is freed on return."""
+    ref.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    opt = torch_setup(ref, 5e-6)
+    device = next(ref.parameters()).device
+    tb = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+    if stage == "student":
+        loss_fn = lambda: torch_student_loss(ref, frozen, tb)  # noqa: E731
+    else:
+        x = torch_normalize(tb["image"].permute(0, 3, 1, 2).float() / 255)
+        loss_fn = lambda: torch_affine_invariant(  # noqa: E731
+            ref(pixel_values=x).predicted_depth.float(), tb["target"], tb["mask"]
+        )
+    return timed(lambda: torch_step(ref, opt, loss_fn, autocast), iters)
+
+
+def torch_reference(ref, frozen, state, batch, stage: str, autocast, iters: int):
+    """`_torch_timed`, then the gradients freed and, on a GPU, PyTorch's cached memory handed
+    back, so that dajax, timed next in the same process, has the device's memory."""
+    result = _torch_timed(ref, frozen, state, batch, stage, autocast, iters)
+    ref.zero_grad(set_to_none=True)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return result
+
+
 # ---- timing -------------------------------------------------------------------------------
 
 
@@ -291,24 +319,13 @@ def main() -> None:
         is_student = stage == "student"
         batch = make_batch(args.labeled_batch, args.size, is_student)
         frozen = {"dinov2": jax.tree.map(jnp.array, params["pretrained"])} if is_student else None
+        t_loss, t_s = torch_reference(ref, frozen_torch, state, batch, stage, autocast, args.iters)
         loss_fn = stage_loss_fn(model, stage)
         run, compiled, (state0, batch0) = dajax_runner(model, params, loss_fn, batch, frozen)
         j_loss, j_s = timed(run, args.iters)
         print(f"dajax {stage}: {j_s:.4f} s/step, loss {j_loss:.4f}", file=sys.stderr, flush=True)
         if args.profile:
             profile_steps(run, compiled, os.path.join(args.profile, stage))
-
-        ref.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-        opt = torch_setup(ref, 5e-6)
-        tb = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
-        if is_student:
-            t_fn = lambda tb=tb: torch_student_loss(ref, frozen_torch, tb)  # noqa: E731
-        else:
-            x = torch_normalize(tb["image"].permute(0, 3, 1, 2).float() / 255)
-            t_fn = lambda x=x, tb=tb: torch_affine_invariant(  # noqa: E731
-                ref(pixel_values=x).predicted_depth.float(), tb["target"], tb["mask"]
-            )
-        t_loss, t_s = timed(lambda o=opt, f=t_fn: torch_step(ref, o, f, autocast), args.iters)
         plain = model.clone(attention="xla")
         plain_step = jax.jit(make_train_step(stage_loss_fn(plain, stage), make_tx(plain), seed=0))
         flops = hardware.model_flops(plain_step, state0, batch0, frozen)
