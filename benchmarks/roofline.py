@@ -8,14 +8,17 @@ JAX's CUDA plugin) and reads the optimised program XLA would run there: every ke
 entry computation with the bytes it reads and writes. Kernels fall in classes: matmuls
 (cuBLAS), convolutions and fused attention (cuDNN), and the memory-bound rest (XLA's fused
 elementwise/reduction kernels, copies, sorts). The roofline estimate charges the model's
-FLOPs (`hardware.model_flops`, plain attention) at `--compute-efficiency` of the dense peak
-and the memory-bound kernels' bytes at `--bandwidth-efficiency` of the HBM bandwidth:
+matmul FLOPs (`hardware.model_flops`) at `--matmul-efficiency` of the dense peak, the FLOPs a
+fused attention kernel does at `--attention-efficiency`, and the memory-bound kernels' bytes
+at `--bandwidth-efficiency` of the HBM bandwidth:
 
-    t ≈ FLOPs / (e_c · peak) + bytes(memory-bound) / (e_m · bandwidth)
+    t ≈ F_matmul / (e_mm · peak) + F_attention / (e_attn · peak) + bytes / (e_m · bandwidth)
 
-It is an estimate, not a measurement: it ignores launch gaps and overlap, and it counts a flash
-kernel's recomputed FLOPs as free. Its use is comparing variants of the same step (the
-attention kernel, remat, batch) before spending GPU time; measure with `train_step.py`.
+The defaults are the rates measured on an H100 for the ViT-L teacher step (benchmarks/README.md).
+It is an estimate, not a measurement: it ignores launch gaps and overlap, and the attention rate
+is per model FLOP (a flash backward's recomputation is inside that rate). Its use is comparing
+variants of the same step (the attention kernel, remat, batch) before spending GPU time;
+measure with `train_step.py`.
 """
 
 from __future__ import annotations
@@ -104,13 +107,36 @@ def _forward(model, batch: int, size: int):
 
 
 def program_flops(model, stage: str, batch: int, size: int) -> float:
-    """Model FLOPs of one step or forward (plain attention, so its matmuls count)."""
-    plain = model.clone(attention="xla")
+    """Model FLOPs of one step or forward of `model` as it is: a fused attention kernel's
+    matmuls are not among them (see `attention_flops`)."""
     if stage == "inference":
-        return hardware.model_flops(*_forward(plain, batch, size))
-    tx, state, batch, frozen = abstract_step_inputs(plain, stage, batch, size)
-    step = jax.jit(make_train_step(stage_loss_fn(plain, stage), tx, seed=0))
+        return hardware.model_flops(*_forward(model, batch, size))
+    tx, state, batch, frozen = abstract_step_inputs(model, stage, batch, size)
+    step = jax.jit(make_train_step(stage_loss_fn(model, stage), tx, seed=0))
     return hardware.model_flops(step, state, batch, frozen)
+
+
+def attention_flops(model, stage: str, batch: int, size: int) -> float:
+    """The model FLOPs that a fused attention kernel does: those of the plain-attention
+    program less those of `model`'s (0 when `model` uses the plain form)."""
+    plain = program_flops(model.clone(attention="xla"), stage, batch, size)
+    return plain - program_flops(model, stage, batch, size)
+
+
+def estimate_seconds(
+    flops: float,
+    fused_attention_flops: float,
+    memory_bound_bytes: float,
+    peak: float,
+    bandwidth: float,
+    efficiency: dict[str, float],
+) -> float:
+    """Roofline time of a step: its matmul FLOPs at `efficiency['matmul']` of `peak` FLOP/s,
+    the fused attention kernels' FLOPs at `efficiency['attention']`, and the memory-bound
+    kernels' bytes at `efficiency['bandwidth']` of `bandwidth` bytes/s; no launch gaps."""
+    matmul = (flops - fused_attention_flops) / (efficiency["matmul"] * peak)
+    attention = fused_attention_flops / (efficiency["attention"] * peak)
+    return matmul + attention + memory_bound_bytes / (efficiency["bandwidth"] * bandwidth)
 
 
 def compile_program(model, stage: str, batch: int, size: int, devices):
@@ -135,22 +161,32 @@ def main() -> None:
     p.add_argument("--size", type=int, default=518)
     p.add_argument("--remat", default="none")
     p.add_argument("--attention", nargs="+", default=["xla", "cudnn"])
-    p.add_argument("--compute-efficiency", type=float, default=0.8)
+    # Rates measured on an H100 (benchmarks/README.md, 2026-11-27): cuBLAS at ~600 TFLOP/s on
+    # the ViT-L step's matmuls, cuDNN's flash attention at ~300 TFLOP/s of model FLOPs with
+    # 64-wide heads, XLA's fusions at the bandwidth this estimate assumed.
+    p.add_argument("--matmul-efficiency", type=float, default=0.61)
+    p.add_argument("--attention-efficiency", type=float, default=0.30)
     p.add_argument("--bandwidth-efficiency", type=float, default=0.8)
     args = p.parse_args()
+    efficiency = {
+        "matmul": args.matmul_efficiency,
+        "attention": args.attention_efficiency,
+        "bandwidth": args.bandwidth_efficiency,
+    }
 
     devices = hardware.compile_only_devices(args.target, 1)
     config = ModelConfig.from_variant(args.encoder, "v2")
     model = DepthAnything(config, dtype=jnp.bfloat16, remat=args.remat)
-    flops = program_flops(model, args.stage, args.labeled_batch, args.size)
+    flops = program_flops(model.clone(attention="xla"), args.stage, args.labeled_batch, args.size)
     peak = hardware.PEAK_TFLOPS[(args.target.upper(), "bfloat16")] * 1e12
     bandwidth = hardware.HOPPER_GPUS[args.target][2]
     print(
         f"{devices[0].device_kind} (compiled here without it); {args.encoder} {args.stage}, "
         f"batch {args.labeled_batch}, {args.size}², bf16 compute, remat={args.remat}; "
-        f"{flops / 1e12:.1f} TFLOP per step; estimate at {args.compute_efficiency:.0%} of "
-        f"{peak / 1e12:.0f} TFLOP/s and {args.bandwidth_efficiency:.0%} of "
-        f"{bandwidth / 1e12:.2f} TB/s\n"
+        f"{flops / 1e12:.1f} TFLOP per step; estimate with matmuls at "
+        f"{args.matmul_efficiency:.0%} and fused attention at {args.attention_efficiency:.0%} "
+        f"of {peak / 1e12:.0f} TFLOP/s, memory-bound kernels at {args.bandwidth_efficiency:.0%} "
+        f"of {bandwidth / 1e12:.2f} TB/s\n"
     )
     names = ["matmul", "convolution", "attention (fused)", "memory-bound"]
     print(
@@ -160,15 +196,15 @@ def main() -> None:
     )
     print("|---" * (len(names) + 3) + "|")
     for attention in args.attention:
-        compiled = compile_program(
-            model.clone(attention=attention), args.stage, args.labeled_batch, args.size, devices
-        )
+        variant = model.clone(attention=attention)
+        compiled = compile_program(variant, args.stage, args.labeled_batch, args.size, devices)
         classes = kernel_bytes(compiled.as_text())
         cells = [
             f"{classes.get(n, [0, 0])[1] / 1e9:.1f} ({classes.get(n, [0, 0])[0]})" for n in names
         ]
-        seconds = flops / (args.compute_efficiency * peak)
-        seconds += classes.get("memory-bound", [0, 0])[1] / (args.bandwidth_efficiency * bandwidth)
+        fused = attention_flops(variant, args.stage, args.labeled_batch, args.size)
+        memory_bound = classes.get("memory-bound", [0, 0])[1]
+        seconds = estimate_seconds(flops, fused, memory_bound, peak, bandwidth, efficiency)
         print(
             f"| {attention} | {' | '.join(cells)} | {seconds * 1e3:.0f} | "
             f"{flops / seconds / peak:.0%} |",

@@ -203,9 +203,14 @@ def _torch_timed(ref, frozen, state, batch, stage: str, autocast, iters: int):
 
 
 def torch_reference(ref, frozen, state, batch, stage: str, autocast, iters: int):
-    """`_torch_timed`, then the gradients freed and, on a GPU, PyTorch's cached memory handed
-    back, so that dajax, timed next in the same process, has the device's memory."""
-    result = _torch_timed(ref, frozen, state, batch, stage, autocast, iters)
+    """`_torch_timed`, or None if PyTorch runs out of GPU memory; then the gradients freed
+    and, on a GPU, PyTorch's cached memory handed back, so that dajax, timed next in the same
+    process, has the device's memory."""
+    try:
+        result = _torch_timed(ref, frozen, state, batch, stage, autocast, iters)
+    except torch.cuda.OutOfMemoryError as e:
+        print(f"PyTorch {stage} step: out of GPU memory ({e})", file=sys.stderr, flush=True)
+        result = None
     ref.zero_grad(set_to_none=True)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -319,7 +324,7 @@ def main() -> None:
         is_student = stage == "student"
         batch = make_batch(args.labeled_batch, args.size, is_student)
         frozen = {"dinov2": jax.tree.map(jnp.array, params["pretrained"])} if is_student else None
-        t_loss, t_s = torch_reference(ref, frozen_torch, state, batch, stage, autocast, args.iters)
+        reference = torch_reference(ref, frozen_torch, state, batch, stage, autocast, args.iters)
         loss_fn = stage_loss_fn(model, stage)
         run, compiled, (state0, batch0) = dajax_runner(model, params, loss_fn, batch, frozen)
         j_loss, j_s = timed(run, args.iters)
@@ -333,11 +338,12 @@ def main() -> None:
         temp = compiled.memory_analysis()
         temp_gib = f"{temp.temp_size_in_bytes / 2**30:.1f}" if temp else "-"
         tflops = f"{flops / j_s / 1e12:.1f}" if flops else "-"
-        print(
-            f"| {stage} | {j_s:.3f} | {t_s:.3f} | {t_s / j_s:.2f}x | {j_loss:.4f} | "
-            f"{t_loss:.4f} | {tflops} | {util} | {temp_gib} |",
-            flush=True,
-        )
+        if reference is None:
+            t_cols = f"out of memory | - | {j_loss:.4f} | -"
+        else:
+            t_loss, t_s = reference
+            t_cols = f"{t_s:.3f} | {t_s / j_s:.2f}x | {j_loss:.4f} | {t_loss:.4f}"
+        print(f"| {stage} | {j_s:.3f} | {t_cols} | {tflops} | {util} | {temp_gib} |", flush=True)
 
 
 if __name__ == "__main__":

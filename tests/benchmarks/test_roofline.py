@@ -2,7 +2,8 @@
 
 import pytest
 
-from benchmarks.roofline import array_bytes, kernel_bytes
+from benchmarks.roofline import array_bytes, attention_flops, estimate_seconds, kernel_bytes
+from dajax.models import DepthAnything, ModelConfig
 
 HLO = """HloModule jit_step
 
@@ -46,3 +47,16 @@ def test_kernel_bytes_refuses_programs_with_control_flow():
     )
     with pytest.raises(ValueError, match="'while' in the entry computation"):
         kernel_bytes(looped)
+
+
+def test_estimate_charges_each_class_at_its_own_rate():
+    efficiency = {"matmul": 0.5, "attention": 0.25, "bandwidth": 0.8}
+    # 6 TFLOP of which 2 in fused attention, 80 GB memory-bound, 1000 TFLOP/s, 2 TB/s:
+    # 4/500 + 2/250 s of compute and 80/1.6 ms of memory traffic.
+    seconds = estimate_seconds(6e12, 2e12, 80e9, 1e15, 2e12, efficiency)
+    assert seconds == pytest.approx(0.008 + 0.008 + 0.050)
+
+
+def test_plain_attention_has_no_fused_attention_flops():
+    model = DepthAnything(ModelConfig.from_variant("vits", "v2"), attention="xla")
+    assert attention_flops(model, "inference", 1, 56) == 0
