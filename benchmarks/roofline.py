@@ -161,12 +161,12 @@ def main() -> None:
     p.add_argument("--size", type=int, default=518)
     p.add_argument("--remat", default="none")
     p.add_argument("--attention", nargs="+", default=["xla", "cudnn"])
-    # Rates measured on an H100 (benchmarks/README.md, 2026-11-27): cuBLAS at ~600 TFLOP/s on
-    # the ViT-L step's matmuls, cuDNN's flash attention at ~300 TFLOP/s of model FLOPs with
-    # 64-wide heads, XLA's fusions at the bandwidth this estimate assumed.
-    p.add_argument("--matmul-efficiency", type=float, default=0.61)
-    p.add_argument("--attention-efficiency", type=float, default=0.30)
-    p.add_argument("--bandwidth-efficiency", type=float, default=0.8)
+    # Rates measured on an H100 (benchmarks/README.md, 2026-11-27) in the ViT-L teacher step:
+    # matmuls and convolutions at ~705 TFLOP/s, cuDNN's flash attention at ~275 TFLOP/s of
+    # model FLOPs (64-wide heads), XLA's memory-bound kernels at ~2.0 TB/s.
+    p.add_argument("--matmul-efficiency", type=float, default=0.71)
+    p.add_argument("--attention-efficiency", type=float, default=0.28)
+    p.add_argument("--bandwidth-efficiency", type=float, default=0.59)
     args = p.parse_args()
     efficiency = {
         "matmul": args.matmul_efficiency,

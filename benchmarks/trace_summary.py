@@ -19,10 +19,23 @@ import json
 import os
 import re
 
+# First match wins. XLA names its fused kernels after their ops ("loop_convert_fusion"), so a
+# bare "conv" would take elementwise converts for convolutions: library kernels are matched by
+# their own names (cuBLAS nvjet, cutlass, cuDNN xmma/implicit_gemm), XLA's Triton matmuls by
+# "gemm_fusion", CPU convolutions by the op's name.
 CATEGORIES = (
-    ("attention", re.compile(r"flash|fmha|cudnn.*attn|attention|sdpa", re.I)),
-    ("matmul/conv", re.compile(r"gemm|cutlass|matmul|dot|conv|cublas|xmma|sm90", re.I)),
-    ("copy/collective", re.compile(r"copy|memcpy|memset|all-?reduce|all-?gather|nccl", re.I)),
+    ("attention", re.compile(r"flash|fmha|cudnn.*attn|attention|sdpa|cudnn::fusion", re.I)),
+    (
+        "matmul/conv",
+        re.compile(
+            r"gemm|cutlass|cublas|nvjet|xmma|^sm\d+_|matmul|\bdot\b|convolution|conv_general",
+            re.I,
+        ),
+    ),
+    (
+        "copy/collective",
+        re.compile(r"^copy[._\d]|memcpy|memset|all-?reduce|all-?gather|nccl", re.I),
+    ),
     ("fusion", re.compile(r"fusion|loop_|input_|reduce", re.I)),
 )
 
