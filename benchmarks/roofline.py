@@ -116,11 +116,10 @@ def program_flops(model, stage: str, batch: int, size: int) -> float:
     return hardware.model_flops(step, state, batch, frozen)
 
 
-def attention_flops(model, stage: str, batch: int, size: int) -> float:
-    """The model FLOPs that a fused attention kernel does: those of the plain-attention
-    program less those of `model`'s (0 when `model` uses the plain form)."""
-    plain = program_flops(model.clone(attention="xla"), stage, batch, size)
-    return plain - program_flops(model, stage, batch, size)
+def attention_flops(plain_flops: float, model, stage: str, batch: int, size: int) -> float:
+    """The model FLOPs that a fused attention kernel does: `plain_flops` (`program_flops` of the
+    plain-attention program) less those of `model`'s (0 when `model` uses the plain form)."""
+    return plain_flops - program_flops(model, stage, batch, size)
 
 
 def estimate_seconds(
@@ -202,7 +201,7 @@ def main() -> None:
         cells = [
             f"{classes.get(n, [0, 0])[1] / 1e9:.1f} ({classes.get(n, [0, 0])[0]})" for n in names
         ]
-        fused = attention_flops(variant, args.stage, args.labeled_batch, args.size)
+        fused = attention_flops(flops, variant, args.stage, args.labeled_batch, args.size)
         memory_bound = classes.get("memory-bound", [0, 0])[1]
         seconds = estimate_seconds(flops, fused, memory_bound, peak, bandwidth, efficiency)
         print(

@@ -188,7 +188,7 @@ def torch_step(ref, opt, loss_fn, autocast) -> torch.Tensor:
 
 
 def _torch_timed(ref, frozen, state, batch, stage: str, autocast, iters: int):
-    """(first loss, median s/step) of the PyTorch recipe's `stage` step from weights `state`;
+    """(first loss, mean s/step) of the PyTorch recipe's `stage` step from weights `state`;
     its optimiser state is freed on return."""
     ref.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     opt = torch_setup(ref, 5e-6)
@@ -329,8 +329,8 @@ def main() -> None:
     for stage in args.stages:
         is_student = stage == "student"
         batch = make_batch(args.labeled_batch, args.size, is_student)
-        frozen = {"dinov2": jax.tree.map(jnp.array, params["pretrained"])} if is_student else None
         reference = torch_reference(ref, frozen_torch, state, batch, stage, autocast, args.iters)
+        frozen = {"dinov2": jax.tree.map(jnp.array, params["pretrained"])} if is_student else None
         loss_fn = stage_loss_fn(model, stage)
         run, compiled, (state0, batch0) = dajax_runner(model, params, loss_fn, batch, frozen)
         j_loss, j_s = timed(run, args.iters)

@@ -2,7 +2,13 @@
 
 import pytest
 
-from benchmarks.roofline import array_bytes, attention_flops, estimate_seconds, kernel_bytes
+from benchmarks.roofline import (
+    array_bytes,
+    attention_flops,
+    estimate_seconds,
+    kernel_bytes,
+    program_flops,
+)
 from dajax.models import DepthAnything, ModelConfig
 
 HLO = """HloModule jit_step
@@ -59,4 +65,5 @@ def test_estimate_charges_each_class_at_its_own_rate():
 
 def test_plain_attention_has_no_fused_attention_flops():
     model = DepthAnything(ModelConfig.from_variant("vits", "v2"), attention="xla")
-    assert attention_flops(model, "inference", 1, 56) == 0
+    plain = program_flops(model, "inference", 1, 56)
+    assert attention_flops(plain, model, "inference", 1, 56) == 0
