@@ -36,9 +36,8 @@ import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import hardware  # noqa: E402
 from benchmarks.memory import abstract_step_inputs, compile_step, compiler_options  # noqa: E402
-from benchmarks.train_step import stage_loss_fn  # noqa: E402
+from benchmarks.train_step import step_flops  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
-from dajax.training.state import make_train_step  # noqa: E402
 
 DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2}
 DTYPE_BYTES.update({"f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8})
@@ -111,9 +110,8 @@ def program_flops(model, stage: str, batch: int, size: int) -> float:
     matmuls are not among them (see `attention_flops`)."""
     if stage == "inference":
         return hardware.model_flops(*_forward(model, batch, size))
-    tx, state, batch, frozen = abstract_step_inputs(model, stage, batch, size)
-    step = jax.jit(make_train_step(stage_loss_fn(model, stage), tx, seed=0))
-    return hardware.model_flops(step, state, batch, frozen)
+    _, state, batch, frozen = abstract_step_inputs(model, stage, batch, size)
+    return step_flops(model, stage, state, batch, frozen)
 
 
 def attention_flops(plain_flops: float, model, stage: str, batch: int, size: int) -> float:

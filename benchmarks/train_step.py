@@ -250,6 +250,14 @@ def stage_loss_fn(model, stage: str, batch_shards: int | None = None):
     return teacher.make_loss_fn(model)
 
 
+def step_flops(model, stage: str, state, batch, frozen) -> float:
+    """Model FLOPs (`hardware.model_flops`) of one `stage` train step of `model` as it is, on
+    `state`, `batch` and `frozen` (arrays or `ShapeDtypeStruct`s); a fused attention kernel's
+    matmuls are not among them, so MFU counts the step of `model.clone(attention="xla")`."""
+    step = jax.jit(make_train_step(stage_loss_fn(model, stage), make_tx(model), seed=0))
+    return hardware.model_flops(step, state, batch, frozen)
+
+
 def dajax_runner(model, params, loss_fn, batch, frozen):
     """A closure running one jitted, donated train step; returns the step's loss (a device
     array, not waited for)."""
@@ -337,9 +345,7 @@ def main() -> None:
         print(f"dajax {stage}: {j_s:.4f} s/step, loss {j_loss:.4f}", file=sys.stderr, flush=True)
         if args.profile:
             profile_steps(run, compiled, os.path.join(args.profile, stage))
-        plain = model.clone(attention="xla")
-        plain_step = jax.jit(make_train_step(stage_loss_fn(plain, stage), make_tx(plain), seed=0))
-        flops = hardware.model_flops(plain_step, state0, batch0, frozen)
+        flops = step_flops(model.clone(attention="xla"), stage, state0, batch0, frozen)
         util = hardware.mfu(flops, j_s, args.dtype, args.peak_tflops)
         temp = compiled.memory_analysis()
         temp_gib = f"{temp.temp_size_in_bytes / 2**30:.1f}" if temp else "-"
