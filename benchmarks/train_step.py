@@ -41,9 +41,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from transformers import Dinov2Model  # noqa: E402
 
 from benchmarks import hardware  # noqa: E402
-from benchmarks.inference import hf_model  # noqa: E402
+from benchmarks.inference import hf_model, profile_runs  # noqa: E402
 from configs import common  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
+from dajax.models.dinov2 import ATTENTION_IMPLS  # noqa: E402
 from dajax.training import student, teacher  # noqa: E402
 from dajax.training.optimizer import build_optimizer  # noqa: E402
 from dajax.training.state import create_state, make_train_step  # noqa: E402
@@ -273,17 +274,6 @@ def dajax_runner(model, params, loss_fn, batch, frozen):
     return run, step.lower(holder["state"], batch, frozen).compile(), (holder["state"], batch)
 
 
-def profile_steps(run, compiled, logdir: str, steps: int = 3) -> None:
-    """A `jax.profiler` trace of `steps` dajax steps (TensorBoard/XProf and Perfetto files)
-    and the optimised program (`optimized_hlo.txt`, which names the trace's kernels)."""
-    with jax.profiler.trace(logdir, create_perfetto_trace=True):
-        for _ in range(steps):
-            loss = run()
-        float(loss)
-    with open(os.path.join(logdir, "optimized_hlo.txt"), "w") as f:
-        f.write(compiled.as_text())
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl"])
@@ -292,7 +282,7 @@ def main() -> None:
     p.add_argument("--stages", nargs="+", default=["teacher", "student"])
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--remat", default="none", help="dajax encoder remat policy")
-    p.add_argument("--attention", default="auto", help="dajax kernel: auto|chunked|xla|cudnn")
+    p.add_argument("--attention", default="auto", choices=ATTENTION_IMPLS, help="dajax kernel")
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--peak-tflops", type=float, default=0.0, help="override the device peak")
     p.add_argument(
@@ -344,7 +334,7 @@ def main() -> None:
         j_loss, j_s = timed(run, args.iters)
         print(f"dajax {stage}: {j_s:.4f} s/step, loss {j_loss:.4f}", file=sys.stderr, flush=True)
         if args.profile:
-            profile_steps(run, compiled, os.path.join(args.profile, stage))
+            profile_runs(run, compiled, os.path.join(args.profile, stage))
         flops = step_flops(model.clone(attention="xla"), stage, state0, batch0, frozen)
         util = hardware.mfu(flops, j_s, args.dtype, args.peak_tflops)
         temp = compiled.memory_analysis()

@@ -56,7 +56,7 @@ def export_network(
         raise ValueError(f"height and width must be multiples of 14, got {height}x{width}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-    model = DepthAnything(config, dtype=DTYPES[dtype], attention="xla")
+    model = DepthAnything(config, dtype=DTYPES[dtype], attention="portable")
     weights = jax.tree.map(lambda a: np.asarray(a).astype(DTYPES[dtype]), params)
     fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
     (batch,) = jax.export.symbolic_shape("b")

@@ -40,7 +40,7 @@ class DepthAnything(nn.Module):
       remat: gradient-checkpointing policy of the encoder blocks, 'none' | 'full' | 'dots' |
         'dots_no_batch' (see `dajax.models.dinov2.REMAT_POLICIES`).
       remat_blocks: apply it to the first this-many blocks only (0 = all blocks).
-      attention: attention kernel, 'auto' | 'chunked' | 'xla' | 'cudnn'
+      attention: attention kernel, 'auto' | 'chunked' | 'xla' | 'cudnn' | 'portable'
         (see `dajax.models.dinov2.scaled_dot_product_attention`).
     """
 

@@ -105,7 +105,7 @@ class AffineDense(nn.Module):
         return folded_dense(x, kernel, bias, self.dtype, in_affine, out_scale)
 
 
-ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn")
+ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn", "portable")
 
 
 def cudnn_attention_fits(dtype, head_dim: int) -> bool:
@@ -123,7 +123,8 @@ def cudnn_attention_fits(dtype, head_dim: int) -> bool:
 
 def resolve_attention(impl: str, dtype, head_dim: int) -> str:
     """The kernel `impl` stands for: 'auto' is 'chunked' on CPU, 'cudnn' where
-    `cudnn_attention_fits`, else 'xla'; other names stand for themselves."""
+    `cudnn_attention_fits`, else 'xla' (chosen when the program is traced, on this machine);
+    other names stand for themselves."""
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
     if impl != "auto":
@@ -140,18 +141,24 @@ def scaled_dot_product_attention(
 
     Args:
       impl: 'chunked' (`blocked_attention`: query blocks, hand-written backward; fastest on
-        CPU), 'xla' (`jax.nn.dot_product_attention`,
-        scores materialised), 'cudnn' (its cuDNN flash kernel, GPU only), or 'auto' (see
-        `resolve_attention`: cuDNN on Ampere and newer in half precision).
+        CPU), 'xla' (`jax.nn.dot_product_attention`, scores materialised), 'cudnn' (its cuDNN
+        flash kernel, GPU only), 'portable' ('chunked' where the program is lowered for a CPU,
+        'xla' elsewhere: one `jax.export` graph for several platforms, each with its kernel),
+        or 'auto' (see `resolve_attention`: cuDNN on Ampere and newer in half precision).
     """
     impl = resolve_attention(impl, q.dtype, q.shape[-1])
     if impl == "chunked":
         return blocked_attention(q, k, v)
+    if impl == "portable":
+        return jax.lax.platform_dependent(q, k, v, cpu=blocked_attention, default=_jax_nn_attention)
+    return _jax_nn_attention(q, k, v, "cudnn" if impl == "cudnn" else None)
+
+
+def _jax_nn_attention(q, k, v, implementation: str | None = None) -> jnp.ndarray:
+    """`jax.nn.dot_product_attention` over [B, heads, N, d] arrays (`implementation` None:
+    XLA's plain form)."""
     t = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, N, heads, d] for jax.nn
-    out = jax.nn.dot_product_attention(
-        t(q), t(k), t(v), implementation=None if impl == "xla" else "cudnn"
-    )
-    return t(out)
+    return t(jax.nn.dot_product_attention(t(q), t(k), t(v), implementation=implementation))
 
 
 class QKV(nn.Module):

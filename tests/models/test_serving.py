@@ -68,3 +68,23 @@ def test_bfloat16_export_round_trips_the_weights(tmp_path):
     assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
     with pytest.raises(ValueError, match="multiples of 14"):
         serving.export_network(config, params, str(tmp_path), 30, 28)
+
+
+def test_attention_is_chosen_per_platform_when_lowered(tmp_path):
+    """168² gives 145 tokens, more than one query block: on a CPU the graph runs the blocked
+    kernel (a loop over query blocks), on CUDA XLA's plain attention; both from one export."""
+    config = tiny_config()
+    params = init_params(DepthAnything(config), jax.random.key(2))
+    loops = {}
+    for platforms in (("cpu",), ("cuda",), ("cpu", "cuda")):
+        out = tmp_path / "_".join(platforms)
+        serving.export_network(config, params, str(out), 168, 168, platforms=platforms)
+        with open(out / serving.GRAPH_FILE, "rb") as f:
+            module = jax.export.deserialize(bytearray(f.read())).mlir_module()
+        loops[platforms] = module.count("stablehlo.while")
+    assert loops[("cuda",)] == 0 < loops[("cpu",)] <= loops[("cpu", "cuda")]
+    x = np.random.default_rng(2).normal(size=(2, 168, 168, 3)).astype(np.float32)
+    got = np.asarray(serving.load_served(str(tmp_path / "cpu_cuda"))(x))
+    model = DepthAnything(config, attention="chunked")
+    want = np.asarray(model.apply({"params": params}, x))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
