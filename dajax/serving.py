@@ -41,6 +41,10 @@ def export_network(
 ) -> str:
     """Serialises the Depth Anything network for [b, height, width, 3] inputs, b symbolic.
 
+    Its attention is chosen per platform when the graph is lowered (`attention="portable"`):
+    the blocked kernel on CPUs, XLA's plain attention elsewhere (cuDNN's fused kernel is a
+    custom call that `jax.export` will not serialise).
+
     Args:
       config: the `ModelConfig`; params: its Flax params tree.
       height, width: the network input size in pixels, multiples of 14.
