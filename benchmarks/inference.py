@@ -97,9 +97,9 @@ def profile_runs(run, compiled, logdir: str, runs: int = 3) -> None:
 def served_ms(config: ModelConfig, params, x: np.ndarray, dtype: str, iters: int) -> float:
     """Median ms per call of the `jax.export` artifact of `config`/`params` (as
     `python -m dajax.serving` writes it, for this platform) on `x` [B, H, W, 3] float32."""
-    platform = {"gpu": "cuda"}.get(jax.default_backend(), jax.default_backend())
+    platforms = (jax.export.default_export_platform(),)
     with tempfile.TemporaryDirectory() as served:
-        export_network(config, params, served, x.shape[1], x.shape[2], dtype, (platform,))
+        export_network(config, params, served, x.shape[1], x.shape[2], dtype, platforms)
         run = load_served(served)
     images = jax.device_put(x)
     return median_ms(lambda: run(images).block_until_ready(), iters)
