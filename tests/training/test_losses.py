@@ -127,3 +127,21 @@ def test_gradient_matching_is_affine_invariant(data):
     pred, target, mask = data
     assert float(losses.gradient_matching_loss(2 * target + 1, target, jnp.ones_like(mask))) < 1e-4
     assert float(losses.gradient_matching_loss(pred, target, mask)) > 0.01
+
+
+def test_gradient_has_no_shift_or_scale_component(data):
+    # The loss is invariant to pred -> a * pred + b, so its gradient is orthogonal to both
+    # directions: <g, 1> = 0 (shift) and <g, pred> = 0 (scale), per image. A gradient that is
+    # stopped at the median breaks both.
+    pred, target, mask = data
+    grad = jax.grad(losses.affine_invariant_loss)(pred, target, mask)
+    scale = float(jnp.abs(grad).sum())
+    assert scale > 1e-3
+    for b in range(pred.shape[0]):
+        assert abs(float(grad[b].sum())) < 1e-5 * scale
+        assert abs(float((grad[b] * pred[b]).sum())) < 1e-5 * scale
+    cut = jax.grad(losses.cutmix_affine_invariant_loss)(
+        pred, target, target[::-1], jnp.ones_like(pred), mask
+    )
+    for b in range(pred.shape[0]):
+        assert abs(float(cut[b].sum())) < 1e-5 * float(jnp.abs(cut).sum())
