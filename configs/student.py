@@ -49,6 +49,9 @@ def get_config(arg=None):
             "unlabeled_weight": 1.0,
             "feature_weight": 1.0,
             "feature_margin": 0.15,
+            # the frozen encoder L_feat aligns to: 'init' (DINOv2, the paper), 'teacher' (the
+            # encoder of config.teacher), 'auto' (init with DINOv2 weights, else teacher)
+            "feature_reference": "auto",
             "unlabeled": True,
             "perturb": True,
             "feature": True,

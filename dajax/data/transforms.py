@@ -21,7 +21,14 @@ TARGETS = ("disparity", "depth")
 
 
 def resize_shorter(record: dict, size: int) -> dict:
-    """Resizes so the shorter side is `size` (aspect kept)."""
+    """Resizes so the shorter side is `size` (aspect kept).
+
+    The image and a dense pseudo-label `disparity` are resampled bilinearly, so they stay
+    aligned value for value; `depth` and the masks (which hold invalid pixels that must not be
+    blended) take the nearest pixel, with pixel centres mapped onto pixel centres
+    (`INTER_NEAREST_EXACT`). OpenCV's plain `INTER_NEAREST` maps output pixel x to input
+    floor(x · scale), half an input pixel off-centre: labels shifted up-left of the image.
+    """
     h, w = record["image"].shape[:2]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
@@ -30,7 +37,8 @@ def resize_shorter(record: dict, size: int) -> dict:
     for key in ("depth", "mask", "disparity", "cutmix_mask"):
         if key in record:
             arr = record[key].astype(np.uint8) if record[key].dtype == bool else record[key]
-            res = cv2.resize(arr, (nw, nh), interpolation=cv2.INTER_NEAREST)
+            mode = cv2.INTER_LINEAR if key == "disparity" else cv2.INTER_NEAREST_EXACT
+            res = cv2.resize(arr, (nw, nh), interpolation=mode)
             out[key] = res.astype(bool) if record[key].dtype == bool else res
     return out
 

@@ -13,8 +13,11 @@ on the clean unlabeled images instead of reading pseudo-label shards.
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dajax import sharding
 from dajax.data import perturb
@@ -26,6 +29,8 @@ from dajax.training.loop import Recipe, train
 from dajax.training.optimizer import build_optimizer
 from dajax.training.teacher import labeled_batches
 from dajax.weights.pretrained import load_depth_anything
+
+log = logging.getLogger("dajax")
 
 
 def _unlabeled_source(config):
@@ -58,7 +63,8 @@ def _joint_forward(model, params, x_l, x_u, shards: int):
 def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = None):
     """`(params, batch, frozen, rng) -> (loss, metrics)` for student batches.
 
-    `frozen` holds `dinov2` (encoder params for L_feat) and, online, `teacher` (full params).
+    `frozen` holds `dinov2` (the reference encoder's params for L_feat: DINOv2, or the
+    teacher's encoder, `feature_reference`) and, online, `teacher` (full params).
     `batch_shards`: devices the batches are split over (default: all, as `train`'s mesh).
     """
     lc, pc = config.loss, config.perturb
@@ -112,7 +118,7 @@ def run(config, workdir: str) -> str:
     """Trains the student; returns the path of its exported inference checkpoint."""
     model, model_config = setup.build_model(config.model)
     host_init = setup.initial_params(model_config, config.init.dinov2, config.seed)
-    frozen = {"dinov2": host_init["pretrained"]}
+    frozen = {"dinov2": feature_reference(config, host_init["pretrained"])}
     teacher_model = None
     if config.online_teacher:
         teacher_config, teacher_params = load_depth_anything(config.teacher)
@@ -138,6 +144,37 @@ def run(config, workdir: str) -> str:
     return setup.export(workdir, state.params, model_config)
 
 
+def feature_reference(config, initial_encoder: dict) -> dict:
+    """The frozen encoder that L_feat aligns the student's features to (host params).
+
+    `config.loss.feature_reference`: 'init' — the student's own initial encoder, i.e. DINOv2
+    (the paper); 'teacher' — the encoder of the checkpoint `config.teacher`, for runs without
+    DINOv2 weights, where the initial encoder is random and carries nothing worth keeping;
+    'auto' — 'init' when DINOv2 weights are given or no teacher is, else 'teacher'.
+    """
+    choice = config.loss.feature_reference
+    if choice == "auto":
+        choice = "init" if config.init.dinov2 or not config.teacher else "teacher"
+    if choice == "init":
+        return initial_encoder
+    if choice != "teacher":
+        raise ValueError(
+            f"loss.feature_reference must be 'auto', 'init' or 'teacher', got {choice!r}"
+        )
+    if not config.teacher:
+        raise ValueError("loss.feature_reference='teacher' needs --config.teacher=CHECKPOINT")
+    _, teacher_params = load_depth_anything(config.teacher)
+    encoder = teacher_params["pretrained"]
+    want = jax.tree.map(np.shape, initial_encoder)
+    if jax.tree.map(np.shape, encoder) != want:
+        raise ValueError(
+            f"{config.teacher}: the teacher's encoder differs in shape from the student's, so "
+            "it cannot be the feature-alignment reference; use loss.feature_reference='init'"
+        )
+    log.info("feature alignment reference: the encoder of %s", config.teacher)
+    return jax.tree.map(np.asarray, encoder)
+
+
 def run_demo(config, workdir: str) -> None:
     """Teacher -> pseudo-labels -> student -> evaluation of both, on procedural scenes."""
     import os
@@ -151,6 +188,7 @@ def run_demo(config, workdir: str) -> None:
     shards = pseudo_label.run(config.pseudo_stage, os.path.join(workdir, "pseudo_labels"))
     with config.unlocked():
         config.data.pseudo.path = shards
+        config.teacher = teacher_dir  # the feature-alignment reference without DINOv2 weights
     student_dir = run(config, os.path.join(workdir, "student"))
     evaluate_checkpoints({"teacher": teacher_dir, "student": student_dir}, config.eval, workdir)
     if jax.process_index() == 0:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import eval as eval_config
+from dajax.eval.baselines import ConstantDisparity, VerticalRamp
 from dajax.eval.evaluate import Bench, evaluate, predict, resolve_protocol
 
 
@@ -51,6 +52,20 @@ def test_relative_protocol_recovers_an_affine_disparity_exactly():
     assert scores["images"] == 3
     assert scores["abs_rel"] == pytest.approx(0.0, abs=1e-5)
     assert scores["a1"] == 1.0
+
+
+def test_trivial_baselines_known_values():
+    # A floor whose disparity grows linearly down the image: the ramp is exact after
+    # alignment, the constant scores as the mean disparity (closed form below).
+    rows = np.arange(24, dtype=np.float32)[:, None].repeat(32, axis=1)
+    gt = 1.0 / (0.1 + 0.05 * rows)
+    records, bench = _records([gt]), Bench(1e-3, 100.0)
+    ramp = evaluate(VerticalRamp(), records, bench, "relative")
+    assert ramp["abs_rel"] == pytest.approx(0.0, abs=1e-4) and ramp["a1"] == 1.0
+    constant = evaluate(ConstantDisparity(), records, bench, "relative")
+    mean_disparity = (1.0 / gt).mean()
+    expect = np.mean(np.abs(1.0 / mean_disparity - gt) / gt)
+    assert constant["abs_rel"] == pytest.approx(expect, rel=1e-4) and expect > 0.3
 
 
 def test_metric_protocol_known_values_and_depth_cap():
