@@ -14,6 +14,7 @@ on the clean unlabeled images instead of reading pseudo-label shards.
 from __future__ import annotations
 
 import logging
+import os
 
 import jax
 import jax.numpy as jnp
@@ -175,11 +176,11 @@ def feature_reference(config, initial_encoder: dict) -> dict:
     return jax.tree.map(np.asarray, encoder)
 
 
-def run_demo(config, workdir: str) -> None:
-    """Teacher -> pseudo-labels -> student -> evaluation of both, on procedural scenes."""
-    import os
-
-    from dajax.eval.evaluate import evaluate_checkpoints
+def train_teacher_and_label(config, workdir: str) -> str:
+    """The demo's first two stages: trains `config.teacher_stage` into `workdir/teacher` and
+    pseudo-labels the unlabeled pool with it into `workdir/pseudo_labels`; points
+    `config.data.pseudo.path` and `config.teacher` (the feature-alignment reference without
+    DINOv2 weights) at the results. Returns the teacher's export path."""
     from dajax.training import pseudo_label, teacher
 
     teacher_dir = teacher.run(config.teacher_stage, os.path.join(workdir, "teacher"))
@@ -188,7 +189,15 @@ def run_demo(config, workdir: str) -> None:
     shards = pseudo_label.run(config.pseudo_stage, os.path.join(workdir, "pseudo_labels"))
     with config.unlocked():
         config.data.pseudo.path = shards
-        config.teacher = teacher_dir  # the feature-alignment reference without DINOv2 weights
+        config.teacher = teacher_dir
+    return teacher_dir
+
+
+def run_demo(config, workdir: str) -> None:
+    """Teacher -> pseudo-labels -> student -> evaluation of both, on procedural scenes."""
+    from dajax.eval.evaluate import evaluate_checkpoints
+
+    teacher_dir = train_teacher_and_label(config, workdir)
     student_dir = run(config, os.path.join(workdir, "student"))
     evaluate_checkpoints({"teacher": teacher_dir, "student": student_dir}, config.eval, workdir)
     if jax.process_index() == 0:
