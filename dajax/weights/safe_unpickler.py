@@ -66,7 +66,13 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python VM: see module doc
         func = self.stack[-1]
         if not any(func is f for f in self.allowed_callables) or type(args) is not tuple:
             raise RefusedPickleError("REDUCE of something other than a whitelisted function")
-        self.stack[-1] = func(*args)
+        try:
+            self.stack[-1] = func(*args)
+        except TypeError:  # wrong argument count or keyword: the function never ran
+            raise RefusedPickleError(
+                f"{getattr(func, '__name__', 'a function')} got {len(args)} arguments it does "
+                "not take"
+            ) from None
 
     def load_build(self):
         self.stack.pop()
