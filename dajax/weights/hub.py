@@ -4,8 +4,9 @@
 
 A file already in the local Hub cache is used without any network access. Otherwise the Hub
 endpoint (`HF_ENDPOINT`, default https://huggingface.co) is probed once with a short TCP
-connect before downloading, so an offline machine fails in seconds with one line instead of
-huggingface_hub's ~30 s of retries. `HF_HUB_OFFLINE=1` never touches the network.
+connect (to the proxy, when `HTTPS_PROXY` & co. route it through one) before downloading, so
+an offline machine fails in seconds with one line instead of huggingface_hub's ~30 s of
+retries. `HF_HUB_OFFLINE=1` never touches the network.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import urllib.parse
+import urllib.request
 
 PREFIX = "hf:"
 PROBE_TIMEOUT_S = 3.0
@@ -32,14 +34,19 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def _unreachable(endpoint: str) -> str | None:
-    """Why `endpoint` cannot be reached (None when a TCP connection opens)."""
-    url = urllib.parse.urlsplit(endpoint)
+    """Why `endpoint` (or the proxy that the environment routes it through) cannot be reached;
+    None when a TCP connection opens."""
+    url, via = urllib.parse.urlsplit(endpoint), ""
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        via = f"via proxy {proxy}: "
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname, port), timeout=PROBE_TIMEOUT_S):
             return None
     except OSError as e:
-        return e.strerror or type(e).__name__
+        return via + (e.strerror or type(e).__name__)
 
 
 def resolve_weights(spec: str) -> str:
