@@ -156,7 +156,13 @@ def _load_dajax_directory(path: str, asked: dict, pos_embed: str | None):
             f"{path}: folder is neither a dajax checkpoint ({checkpoints.CONFIG_FILE}) nor a "
             f"transformers save_pretrained folder (config.json + {HF_WEIGHT_FILES[0]})"
         )
-    config, params = checkpoints.load_inference_params(path)
+    try:
+        config, params = checkpoints.load_inference_params(path)
+    except (ValueError, TypeError, KeyError) as e:  # bad model_config.json, mismatched params
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ValueError(
+            f"{path}: unreadable dajax checkpoint ({type(e).__name__}: {first})"
+        ) from None
     clash = [
         f"{'arch' if k == 'encoder' else k}={v!r} but it holds {getattr(config, k)!r}"
         for k, v in asked.items()

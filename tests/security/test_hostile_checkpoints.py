@@ -191,3 +191,21 @@ def test_safetensors_shapes_must_be_counts(tmp_path, shape):
     path.write_bytes(len(text).to_bytes(8, "little") + text + bytes(16))
     with pytest.raises(SafetensorsError, match="shape"):
         load_safetensors(path)
+
+
+@pytest.mark.parametrize("cli", ["convert", "serving"])
+def test_clis_print_one_line_for_the_segfault_file(tmp_path, capsys, cli):
+    """Issue 22 #1 end to end: `python -m dajax.convert` / `dajax.serving --weights` exited
+    with signal 11 on this file; now they exit non-zero with one line."""
+    from dajax import convert, serving
+
+    path = write_pth(
+        tmp_path / "depth_anything_v2_vits.pth",
+        dumps({"w": tensor("0", 4, 3, (1000,), (-(2**31),))}),
+        {"0": bytes(16)},
+    )
+    out = str(tmp_path / "out")
+    argv = [str(path), out] if cli == "convert" else ["--weights", str(path), "--out", out]
+    assert (convert if cli == "convert" else serving).main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: ") and "\n" not in err, err

@@ -150,6 +150,12 @@ def test_folder_that_is_neither_kind_names_both(tmp_path):
         load_depth_anything(tmp_path)
 
 
+def test_unreadable_converted_folder_is_one_line(tmp_path):
+    (tmp_path / "model_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"unreadable dajax checkpoint \(JSONDecodeError"):
+        load_depth_anything(tmp_path)
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
