@@ -65,7 +65,7 @@ class _Writer:
     def op(self, code: bytes, payload: bytes = b"") -> None:
         self.out.write(code + payload)
 
-    def value(self, v) -> None:  # noqa: C901 - one branch per value kind
+    def value(self, v) -> None:
         if isinstance(v, Raw):
             self.op(v.data)
         elif isinstance(v, Shared):

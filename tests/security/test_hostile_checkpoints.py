@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from pth_builder import Raw, Shared, base_checkpoint, dumps, tensor, write_pth
+from pth_builder import Call, Raw, Shared, base_checkpoint, dumps, tensor, write_pth
 
 from dajax.weights.safetensors_io import SafetensorsError, load_safetensors
 from dajax.weights.torch_pickle import CheckpointFormatError, load_pth, load_state_dict
@@ -127,8 +127,6 @@ def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path, opcodes):
 )
 def test_wrong_argument_types_are_one_line(tmp_path, args, needle):
     """Issue 22 #7: TypeError / IndexError tracebacks from wrong argument types."""
-    from pth_builder import Call
-
     call = Call("torch._utils", "_rebuild_tensor_v2", args)
     path = write_pth(tmp_path / "types.pth", dumps({"w": call}), {})
     with pytest.raises(CheckpointFormatError, match=needle) as err:
