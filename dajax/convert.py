@@ -20,13 +20,42 @@ from dajax.weights.pretrained import load_depth_anything
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(prog="python -m dajax.convert", description=__doc__.split("\n")[1])
-    p.add_argument("src", help="official .pth, Hugging Face .safetensors, or dajax checkpoint")
-    p.add_argument("out", help="new output directory")
-    p.add_argument("--arch", choices=["vits", "vitb", "vitl", "vitg"])
-    p.add_argument("--version", choices=["v1", "v2"])
-    p.add_argument("--head", choices=["relative", "metric"])
-    p.add_argument("--max-depth", type=float, help="metres, for metric heads")
-    p.add_argument("--pos-embed", choices=["official", "hf"], default="official")
+    p.add_argument(
+        "src",
+        help="official .pth, Hugging Face .safetensors or save_pretrained folder, dajax "
+        "checkpoint, or hf:OWNER/REPO/FILE (required)",
+    )
+    p.add_argument("out", help="new output directory; must not exist (required)")
+    p.add_argument(
+        "--arch",
+        choices=["vits", "vitb", "vitl", "vitg"],
+        help="encoder size, checked against the tensors (default: read from the tensors)",
+    )
+    p.add_argument(
+        "--version",
+        choices=["v1", "v2"],
+        help="Depth Anything version (default: from the file name or config.json; V1 and V2 "
+        "ViT-S/B/L files look alike, so other names need it)",
+    )
+    p.add_argument(
+        "--head",
+        choices=["relative", "metric"],
+        help="depth head (default: metric when the file name or config.json says so, else "
+        "relative)",
+    )
+    p.add_argument(
+        "--max-depth",
+        type=float,
+        help="metres, for metric heads (default: from the file name, hypersim 20 / vkitti 80, "
+        "or config.json)",
+    )
+    p.add_argument(
+        "--pos-embed",
+        choices=["official", "hf"],
+        default="official",
+        help="position-embedding interpolation: the official DINOv2 rule or transformers' "
+        "(default: %(default)s)",
+    )
     return p
 
 

@@ -56,17 +56,27 @@ def export_run(workdir: str, out: str, step: int | None = None) -> int:
     return step
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
     parser = argparse.ArgumentParser(
         prog="python -m dajax.export", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--workdir", required=True, help="the training run's --workdir")
-    parser.add_argument("--out", required=True, help="new directory for the inference checkpoint")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default newest)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--workdir", required=True, help="the training run's --workdir (required)")
+    parser.add_argument(
+        "--out", required=True, help="new directory for the inference checkpoint (required)"
+    )
+    parser.add_argument(
+        "--step", type=int, default=None, help="checkpoint step (default: the newest)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dajax.export`: export a run's params; returns the exit code."""
+    args = build_parser().parse_args(argv)
     try:
         step = export_run(args.workdir, args.out, args.step)
-    except (FileNotFoundError, FileExistsError) as err:
+    except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"exported step {step} of {args.workdir} to {args.out}")

@@ -135,20 +135,53 @@ def load_served(path: str):
     return run
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="python -m dajax.serving", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--weights",
+        required=True,
+        help=".pth, .safetensors, transformers or dajax checkpoint folder, or hf:OWNER/REPO/FILE "
+        "(required)",
+    )
+    p.add_argument(
+        "--version",
+        choices=["v1", "v2"],
+        help="Depth Anything version (default: from the file name or config.json)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder, created if needed; its three files are replaced (required)",
+    )
+    p.add_argument(
+        "--height", type=int, default=518, help="input height, multiple of 14 (default: 518)"
+    )
+    p.add_argument(
+        "--width", type=int, default=518, help="input width, multiple of 14 (default: 518)"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=tuple(DTYPES),
+        default="float32",
+        help="compute and weight dtype (default: float32)",
+    )
+    p.add_argument(
+        "--platforms",
+        nargs="+",
+        default=["cpu"],
+        help="where the graph may run: cpu, cuda, rocm, tpu (default: cpu)",
+    )
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m dajax.serving`: export a checkpoint; returns the exit code."""
-    p = argparse.ArgumentParser(prog="python -m dajax.serving", description=__doc__.split("\n")[0])
-    p.add_argument("--weights", required=True, help=".pth, .safetensors or dajax checkpoint")
-    p.add_argument("--out", required=True)
-    p.add_argument("--height", type=int, default=518)
-    p.add_argument("--width", type=int, default=518)
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
-    p.add_argument("--platforms", nargs="+", default=["cpu"])
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     from dajax.weights.pretrained import load_depth_anything
 
     try:
-        config, params = load_depth_anything(args.weights)
+        config, params = load_depth_anything(args.weights, version=args.version)
         export_network(
             config, params, args.out, args.height, args.width, args.dtype, tuple(args.platforms)
         )

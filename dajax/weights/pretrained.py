@@ -14,33 +14,71 @@ argument to pass.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 
+import flax
 import numpy as np
 
 from dajax import checkpoints
 from dajax.models import DepthAnything, ModelConfig, param_shapes, variants
 from dajax.weights import depth_anything_keys as keys
+from dajax.weights.finite import require_finite
+from dajax.weights.hub import resolve_weights
 from dajax.weights.safetensors_io import load_safetensors
 from dajax.weights.torch_pickle import load_state_dict
 
 HEAD_DIM = 64  # every released DINOv2 uses 64-wide attention heads
+SHARD_INDEX = ".safetensors.index.json"
+# What transformers' `save_pretrained` writes beside config.json, in the order we prefer.
+HF_WEIGHT_FILES = ("model.safetensors", "model" + SHARD_INDEX, "pytorch_model.bin")
 
 
 def read_tensors(path: str) -> dict[str, np.ndarray]:
-    """Tensor name -> numpy array from a `.pth`/`.pt`/`.bin` or `.safetensors` file."""
+    """Tensor name -> numpy array from a `.pth`/`.pt`/`.bin`, `.safetensors` or sharded
+    safetensors index file; refuses tensors holding NaN or inf (`finite.require_finite`)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     if path.endswith(".safetensors"):
-        return load_safetensors(path)
-    if path.endswith((".pth", ".pt", ".bin", ".ckpt")):
-        return load_state_dict(path)
-    raise ValueError(
-        f"{path}: unknown checkpoint type; expected .pth/.pt (PyTorch), .safetensors, "
-        "or a dajax checkpoint directory"
-    )
+        tensors = load_safetensors(path)
+    elif path.endswith(SHARD_INDEX):
+        tensors = _read_shards(path)
+    elif path.endswith((".pth", ".pt", ".bin", ".ckpt")):
+        tensors = load_state_dict(path)
+    else:
+        raise ValueError(
+            f"{path}: unknown checkpoint type; expected .pth/.pt (PyTorch), .safetensors, "
+            "or a dajax or transformers checkpoint directory"
+        )
+    require_finite(tensors.items(), path)
+    return tensors
+
+
+def _read_shards(index_path: str) -> dict[str, np.ndarray]:
+    """The tensors of every shard a `*.safetensors.index.json` lists (files beside it)."""
+    weight_map = _read_json(index_path).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{index_path}: no weight_map of tensor names to shard files")
+    folder, tensors = os.path.dirname(index_path), {}
+    for shard in sorted(set(map(str, weight_map.values()))):
+        if os.path.basename(shard) != shard:
+            raise ValueError(f"{index_path}: shard {shard!r} is not a file beside the index")
+        tensors.update(load_safetensors(os.path.join(folder, shard)))
+    missing = sorted(set(weight_map) - set(tensors))
+    if missing:
+        raise ValueError(f"{index_path}: tensors listed but in no shard: {missing[:5]}")
+    return tensors
+
+
+def hf_folder_weights(folder: str) -> str | None:
+    """The weights file of a transformers `save_pretrained` folder (config.json beside
+    model.safetensors, a sharded index, or pytorch_model.bin), else None."""
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        return None
+    found = (os.path.join(folder, n) for n in HF_WEIGHT_FILES)
+    return next((f for f in found if os.path.isfile(f)), None)
 
 
 def load_depth_anything(
@@ -50,53 +88,95 @@ def load_depth_anything(
     version: str | None = None,
     head: str | None = None,
     max_depth: float | None = None,
-    pos_embed: str = "official",
+    pos_embed: str | None = None,
 ) -> tuple[ModelConfig, dict]:
     """Loads a full Depth Anything model (encoder + DPT head).
 
     Args:
-      path: official `.pth`, Hugging Face `.safetensors`, or a dajax checkpoint directory.
+      path: official `.pth`, Hugging Face `.safetensors`, a transformers `save_pretrained`
+        folder, a dajax checkpoint directory, or `hf:OWNER/REPO/FILE` (`dajax.weights.hub`).
       arch: 'vits' | 'vitb' | 'vitl' | 'vitg', checked against the tensors when given.
       version: 'v1' | 'v2'; required when neither the file name nor a config.json tells.
       head: 'relative' | 'metric'; default from the file name / config.json, else relative.
       max_depth: metres, for metric heads (default from the file name / config.json).
-      pos_embed: 'official' (DINOv2 rule, default) or 'hf' (transformers' rule).
+      pos_embed: 'official' (DINOv2 rule) or 'hf' (transformers' rule); default: a dajax
+        directory's saved rule, else 'official'.
+
+    For a dajax directory, `arch`, `version`, `head` and `max_depth` must agree with the
+    saved config when given (ValueError otherwise); `pos_embed` replaces the saved rule.
 
     Returns:
       (config, params) with params a nested dict of float32 numpy arrays (or, for dajax
       directories, the saved arrays).
+
+    Raises:
+      ValueError (and subclasses) or OSError with one line naming the file.
     """
-    path = os.fspath(path)
+    path = resolve_weights(os.fspath(path))
+    asked = dict(encoder=arch, version=version, head=head, max_depth=max_depth)
     if os.path.isdir(path):
-        if not checkpoints.is_inference_checkpoint(path):
-            raise FileNotFoundError(f"{path}: directory is not a dajax checkpoint")
-        return checkpoints.load_inference_params(path)
+        weights_file = hf_folder_weights(path)
+        if weights_file is None:
+            return _load_dajax_directory(path, asked, pos_embed)
+        path = weights_file
     name = os.path.basename(path).lower()
     if "metric_depth_indoor" in name or "metric_depth_outdoor" in name:
         raise ValueError(
             f"{path}: V1 metric checkpoints use a ZoeDepth head; load them with "
             "dajax.inference.ZoeDepthEstimator.from_pretrained (or load_estimator)"
         )
-    state = keys.to_official(read_tensors(path))
-    if not any(k.startswith("depth_head.") for k in state):
-        raise ValueError(
-            f"{path}: encoder-only (DINOv2) checkpoint; load it with load_dinov2_encoder()"
-        )
-    hf = _hf_config(path)
-    config = infer_config(
-        state,
-        name,
-        hf,
-        arch=arch,
-        version=version,
-        head=head,
-        max_depth=max_depth,
-        pos_embed=pos_embed,
-    )
     try:
-        params = keys.official_to_flax(state, param_shapes(DepthAnything(config)))
-    except keys.CheckpointKeyError as e:
-        raise keys.CheckpointKeyError(f"{path}: {e}") from None
+        state = keys.to_official(read_tensors(path))
+        if not any(k.startswith("depth_head.") for k in state):
+            raise ValueError("encoder-only (DINOv2) checkpoint; load it with load_dinov2_encoder()")
+        config = infer_config(
+            state, name, _hf_config(path), arch=arch, version=version, head=head,
+            max_depth=max_depth, pos_embed=pos_embed or "official",
+        )  # fmt: skip
+        params = keys.official_to_flax(state, _param_shapes(config))
+    except (keys.CheckpointKeyError, _ConfigError) as e:
+        raise type(e)(f"{path}: {e}") from None
+    return config, params
+
+
+class _ConfigError(ValueError):
+    """The tensors or options do not describe a model (prefixed with the file by the caller)."""
+
+
+def _param_shapes(config: ModelConfig) -> dict:
+    try:
+        return param_shapes(DepthAnything(config))
+    except (ValueError, TypeError, ZeroDivisionError) as e:
+        raise _ConfigError(f"the tensors describe a model that cannot be built ({e})") from None
+
+
+def _load_dajax_directory(path: str, asked: dict, pos_embed: str | None):
+    if not checkpoints.is_inference_checkpoint(path):
+        raise FileNotFoundError(
+            f"{path}: folder is neither a dajax checkpoint ({checkpoints.CONFIG_FILE}) nor a "
+            f"transformers save_pretrained folder (config.json + {HF_WEIGHT_FILES[0]})"
+        )
+    try:
+        config, params = checkpoints.load_inference_params(path)
+    except (ValueError, TypeError, KeyError) as e:  # bad model_config.json, mismatched params
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ValueError(
+            f"{path}: unreadable dajax checkpoint ({type(e).__name__}: {first})"
+        ) from None
+    clash = [
+        f"{'arch' if k == 'encoder' else k}={v!r} but it holds {getattr(config, k)!r}"
+        for k, v in asked.items()
+        if v is not None and v != getattr(config, k)
+    ]
+    if clash:
+        raise ValueError(
+            f"{path}: converted checkpoint contradicts the options: {'; '.join(clash)} (drop "
+            "the option, or convert the original file again with it)"
+        )
+    if pos_embed is not None:
+        config = dataclasses.replace(config, pos_embed=pos_embed)
+    named = flax.traverse_util.flatten_dict(params, sep="/").items()
+    require_finite(named, path)
     return config, params
 
 
@@ -109,17 +189,56 @@ def load_dinov2_encoder(path: str | os.PathLike, config: ModelConfig) -> dict:
     Returns:
       The encoder params tree (float32 numpy), to be placed at `params['pretrained']`.
     """
-    path = os.fspath(path)
-    state = keys.to_official(read_tensors(path))
-    encoder_state = {k: v for k, v in state.items() if k.startswith("pretrained.")}
+    path = resolve_weights(os.fspath(path))
     target = param_shapes(DepthAnything(config))["pretrained"]
     try:
+        state = keys.to_official(read_tensors(path))
+        encoder_state = {k: v for k, v in state.items() if k.startswith("pretrained.")}
         return keys.official_to_flax(encoder_state, target, prefix="pretrained.")
     except keys.CheckpointKeyError as e:
         raise keys.CheckpointKeyError(
             f"{path}: does not fit encoder {config.encoder} (dim {config.dim}, depth "
             f"{config.depth}): {e}"
         ) from None
+
+
+# Tensors whose shapes `infer_config` reads, with the rank each must have.
+SHAPE_TENSORS = {
+    "pretrained.cls_token": 3,
+    "pretrained.pos_embed": 3,
+    "depth_head.scratch.layer1_rn.weight": 4,
+    **{f"depth_head.projects.{i}.weight": 4 for i in range(4)},
+}
+
+
+def _check_shape_tensors(state: dict[str, np.ndarray]) -> tuple[int, str]:
+    """(depth, ffn) after checking every tensor `infer_config` reads is there with its rank;
+    one _ConfigError lists all that are missing or mis-ranked."""
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"pretrained\.blocks\.(\d+)\.", k))}
+    ffn = "swiglu" if "pretrained.blocks.0.mlp.w12.weight" in state else "mlp"
+    needed = dict(SHAPE_TENSORS)
+    needed[f"pretrained.blocks.0.mlp.{'w12' if ffn == 'swiglu' else 'fc1'}.weight"] = 2
+    missing = [k for k in needed if k not in state]
+    if not blocks:
+        missing.append("pretrained.blocks.<i>.* (no encoder blocks at all)")
+    elif blocks != set(range(len(blocks))):
+        gaps = sorted(set(range(max(blocks) + 1)) - blocks)[:5] if max(blocks) < 1000 else "many"
+        raise _ConfigError(f"encoder blocks are not numbered 0..{len(blocks) - 1} (missing {gaps})")
+    ranks = [
+        f"{k} {state[k].shape}" for k, r in needed.items() if k in state and state[k].ndim != r
+    ]
+    if missing or ranks:
+        raise _ConfigError(
+            "not a complete Depth Anything checkpoint: "
+            + "; ".join(
+                ([f"missing {missing}"] if missing else [])
+                + ([f"wrong rank {ranks}"] if ranks else [])
+            )
+        )
+    tokens = state["pretrained.pos_embed"].shape[1] - 1
+    if tokens < 1 or round(tokens**0.5) ** 2 != tokens:
+        raise _ConfigError(f"pretrained.pos_embed has {tokens + 1} tokens, not 1 + a square grid")
+    return 1 + max(blocks), ffn
 
 
 def infer_config(
@@ -133,18 +252,19 @@ def infer_config(
     max_depth: float | None,
     pos_embed: str,
 ) -> ModelConfig:
-    """The `ModelConfig` of an official-layout state dict (see module docstring for rules)."""
+    """The `ModelConfig` of an official-layout state dict (see module docstring for rules).
+
+    Raises ValueError (without the file name: callers add it) when tensors are missing or
+    mis-ranked, or what the tensors, options and file name say disagrees.
+    """
+    depth, ffn = _check_shape_tensors(state)
     dim = state["pretrained.cls_token"].shape[-1]
-    depth = 1 + max(
-        int(m.group(1)) for k in state if (m := re.match(r"pretrained\.blocks\.(\d+)\.", k))
-    )
-    ffn = "swiglu" if "pretrained.blocks.0.mlp.w12.weight" in state else "mlp"
     encoder = next(
         (n for n, e in variants.ENCODERS.items() if (e.dim, e.depth, e.ffn) == (dim, depth, ffn)),
         "custom",
     )
     if arch is not None and arch != encoder:
-        raise ValueError(
+        raise _ConfigError(
             f"arch={arch!r} was given but the tensors are {encoder} (dim {dim}, depth {depth})"
         )
     version = (
@@ -153,8 +273,8 @@ def infer_config(
         or _version_from_hf(hf_config, encoder, depth)
     )
     if version is None:
-        raise ValueError(
-            f"{file_name}: cannot tell Depth Anything V1 from V2 (same tensor names); "
+        raise _ConfigError(
+            "cannot tell Depth Anything V1 from V2 (same tensor names); "
             "pass version='v1' or version='v2' (CLI: --version v1|v2)"
         )
     layers = _hf_layers(hf_config) or (
@@ -164,22 +284,25 @@ def infer_config(
     )
     head, max_depth = _head_kind(file_name, hf_config, head, max_depth)
     hidden = state["pretrained.blocks.0.mlp.fc1.weight"].shape[0] if ffn == "mlp" else 4 * dim
-    return ModelConfig(
-        encoder=encoder,
-        version=version,
-        dim=dim,
-        depth=depth,
-        heads=max(1, dim // HEAD_DIM),
-        ffn=ffn,
-        mlp_ratio=hidden / dim,
-        layers=layers,
-        features=state["depth_head.scratch.layer1_rn.weight"].shape[0],
-        out_channels=tuple(state[f"depth_head.projects.{i}.weight"].shape[0] for i in range(4)),
-        head=head,
-        max_depth=max_depth,
-        pos_embed=pos_embed,
-        pretrain_grid=int(round((state["pretrained.pos_embed"].shape[1] - 1) ** 0.5)),
-    )
+    try:
+        return ModelConfig(
+            encoder=encoder,
+            version=version,
+            dim=dim,
+            depth=depth,
+            heads=max(1, dim // HEAD_DIM),
+            ffn=ffn,
+            mlp_ratio=hidden / max(dim, 1),
+            layers=layers,
+            features=state["depth_head.scratch.layer1_rn.weight"].shape[0],
+            out_channels=tuple(state[f"depth_head.projects.{i}.weight"].shape[0] for i in range(4)),
+            head=head,
+            max_depth=max_depth,
+            pos_embed=pos_embed,
+            pretrain_grid=round((state["pretrained.pos_embed"].shape[1] - 1) ** 0.5),
+        )
+    except ValueError as e:
+        raise _ConfigError(str(e)) from None
 
 
 def _version_from_name(name: str, encoder: str) -> str | None:
@@ -216,17 +339,44 @@ def _head_kind(name, hf, head, max_depth) -> tuple[str, float]:
         by_name = [d for k, d in variants.V2_METRIC_MAX_DEPTH.items() if k in name]
         max_depth = by_name[0] if by_name else (hf or {}).get("max_depth")
     if not max_depth:
-        raise ValueError(f"{name}: metric model without a known max depth; pass max_depth (metres)")
+        raise _ConfigError("metric model without a known max depth; pass max_depth (metres)")
     return head, float(max_depth)
 
 
 def _hf_config(path: str) -> dict | None:
-    """The `config.json` beside a safetensors file, if any."""
+    """The `config.json` beside a transformers weights file, if any, with the fields dajax
+    reads (`backbone_config.out_indices`, `max_depth`) checked for type."""
     cfg = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
-    if not path.endswith(".safetensors") or not os.path.isfile(cfg):
+    hf_file = path.endswith((".safetensors", SHARD_INDEX)) or path.endswith("pytorch_model.bin")
+    if not hf_file or not os.path.isfile(cfg):
         return None
-    with open(cfg) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg}: invalid JSON ({e})") from None
+    hf = _read_json(cfg)
+    backbone = hf.get("backbone_config", {})
+    indices = backbone.get("out_indices") if isinstance(backbone, dict) else None
+    max_depth = hf.get("max_depth", 1.0)
+    if not (
+        isinstance(backbone, dict)
+        and (indices is None or (isinstance(indices, list) and all(_is_int(i) for i in indices)))
+        and (
+            max_depth is None
+            or (isinstance(max_depth, int | float) and not isinstance(max_depth, bool))
+        )
+    ):
+        raise ValueError(f"{cfg}: backbone_config.out_indices or max_depth is malformed")
+    return hf
+
+
+def _is_int(value) -> bool:
+    return type(value) is int
+
+
+def _read_json(path: str) -> dict:
+    """A JSON object from `path`; ValueError naming the file otherwise."""
+    try:
+        with open(path, "rb") as f:
+            value = json.load(f)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, deep nesting
+        raise ValueError(f"{path}: invalid JSON ({type(e).__name__})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return value

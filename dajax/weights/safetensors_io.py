@@ -8,6 +8,7 @@ then the raw little-endian tensor bytes, offsets relative to the end of the head
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 
@@ -28,6 +29,7 @@ DTYPES = {
 }
 _NAMES = {v: k for k, v in DTYPES.items()}
 _MAX_HEADER = 100 * 2**20
+_MAX_DIMS = 32
 
 
 class SafetensorsError(ValueError):
@@ -37,16 +39,21 @@ class SafetensorsError(ValueError):
 def _read_header(f, path: str, file_size: int) -> tuple[dict, int]:
     raw = f.read(8)
     if len(raw) != 8:
-        raise SafetensorsError(f"{path}: truncated (no 8-byte header length)")
+        raise SafetensorsError(f"{path}: truncated ({file_size} bytes, no 8-byte header length)")
     (n,) = struct.unpack("<Q", raw)
     if n > min(_MAX_HEADER, file_size - 8):
-        raise SafetensorsError(f"{path}: header length {n} exceeds the file size")
+        raise SafetensorsError(
+            f"{path}: header length {n} exceeds the file size ({file_size} bytes; truncated?)"
+        )
     try:
         header = json.loads(f.read(n))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SafetensorsError(f"{path}: header is not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, deep nesting
+        raise SafetensorsError(f"{path}: header is not valid JSON ({type(e).__name__})") from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{path}: header is not a JSON object")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(type(v) is str for v in metadata.values()):
+        raise SafetensorsError(f"{path}: __metadata__ is not a map of strings")
     return header, 8 + n
 
 
@@ -58,8 +65,35 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
     return dict(header.get("__metadata__") or {})
 
 
+def _label(name: str) -> str:
+    """A tensor name for a message, quoted and cut short (names come from the file)."""
+    return repr(name if len(name) <= 80 else name[:80] + "...")
+
+
+def _is_count(value) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _entry(path: str, name: str, info) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """(dtype, shape, begin, end) of one header entry, each checked for type and sign."""
+    fields = info if isinstance(info, dict) else {}
+    dtype, shape, offsets = (fields.get(k) for k in ("dtype", "shape", "data_offsets"))
+    if not (isinstance(dtype, str) and dtype in DTYPES):
+        raise SafetensorsError(f"{path}: tensor {_label(name)} has an unknown dtype")
+    if not (isinstance(shape, list) and len(shape) <= _MAX_DIMS and all(map(_is_count, shape))):
+        raise SafetensorsError(f"{path}: tensor {_label(name)} shape is not a list of counts")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
+        raise SafetensorsError(f"{path}: tensor {_label(name)} data_offsets are not two counts")
+    return DTYPES[dtype], tuple(shape), offsets[0], offsets[1]
+
+
 def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """All tensors of a safetensors file as NumPy arrays (bf16 via `ml_dtypes`).
+
+    Every header entry is checked before any data is read: a known dtype, a shape of
+    non-negative ints, byte offsets that hold exactly `prod(shape)` elements of that dtype, and
+    tensors that tile the data section (no overlap, no gap: no byte is read as two tensors).
+    Booleans must be 0 or 1.
 
     Raises:
       SafetensorsError: naming the file, on truncation, bad JSON, unknown dtypes, or offsets
@@ -70,28 +104,32 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         header, start = _read_header(f, path, size)
         data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype = DTYPES[info["dtype"]]
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as e:
+    names = [name for name in header if name != "__metadata__"]
+    entries = sorted(((*_entry(path, n, header[n]), n) for n in names), key=lambda e: e[2:4])
+    out, covered = {}, 0
+    for dtype, shape, begin, end, name in entries:
+        nbytes = math.prod(shape) * dtype.itemsize
+        if end - begin != nbytes:
             raise SafetensorsError(
-                f"{path}: tensor {name!r} has a bad header entry ({e!r})"
-            ) from None
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if end - begin != nbytes or not 0 <= begin <= end <= len(data):
-            raise SafetensorsError(
-                f"{path}: tensor {name!r} offsets [{begin}, {end}) do not fit shape {shape} "
-                f"{info['dtype']} in {len(data)} data bytes (file truncated?)"
+                f"{path}: tensor {_label(name)} has {end - begin} bytes for shape {shape} of "
+                f"{_NAMES[dtype]} ({nbytes} bytes)"
             )
-        out[name] = (
-            np.frombuffer(data, dtype, count=nbytes // dtype.itemsize, offset=begin)
-            .reshape(shape)
-            .copy()
+        if end > len(data):
+            raise SafetensorsError(
+                f"{path}: tensor {_label(name)} ends at byte {end} of {len(data)} data bytes "
+                "(file truncated?)"
+            )
+        if begin != covered:
+            where = "overlap the tensor before it" if begin < covered else "leave a gap"
+            raise SafetensorsError(f"{path}: tensor {_label(name)} bytes [{begin}, {end}) {where}")
+        covered = end
+        array = np.frombuffer(data, dtype, count=nbytes // dtype.itemsize, offset=begin)
+        if dtype == np.bool_ and array.view(np.uint8).max(initial=0) > 1:
+            raise SafetensorsError(f"{path}: tensor {_label(name)} holds booleans other than 0, 1")
+        out[name] = array.reshape(shape).copy()
+    if covered != len(data):
+        raise SafetensorsError(
+            f"{path}: the tensors cover {covered} of {len(data)} data bytes (corrupt header?)"
         )
     return out
 

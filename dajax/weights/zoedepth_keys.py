@@ -24,6 +24,7 @@ from dajax.models import ModelConfig
 from dajax.models.zoedepth import ZoeDepthMetric
 from dajax.weights import depth_anything_keys as da_keys
 from dajax.weights.depth_anything_keys import CheckpointKeyError
+from dajax.weights.finite import require_finite
 from dajax.weights.torch_pickle import load_state_dict
 
 CORE_PREFIX = "core.core."
@@ -181,6 +182,7 @@ def load_zoedepth_metric(
     """
     path = os.fspath(path)
     state = load_state_dict(path)
+    require_finite(state.items(), path)
     if config is None:
         config = ModelConfig.from_variant(encoder, version="v1")
     try:
