@@ -47,7 +47,7 @@ def test_folder_with_a_corrupt_file(tmp_path, weights, capsys):
     assert side.shape == (30, 2 * 40 + 50, 3)
     depth = np.load(out / "a.npy")
     assert depth.shape == (30, 40) and depth.dtype == np.float32
-    assert np.load(out / "b.npy").shape == (25, 20)
+    assert np.load(out / "sub" / "b.npy").shape == (25, 20)  # the input tree is mirrored
     np.testing.assert_allclose(
         read_depth_png16(out / "a_16.png"), depth, atol=np.ptp(depth) / 65535 + 1e-7
     )
@@ -103,12 +103,13 @@ def test_video_writes_a_depth_video(tmp_path, weights):
 
 
 def test_missing_weights_explain_where_to_get_them(tmp_path, capsys):
-    assert predict.main(["--input", "x.png", "--outdir", str(tmp_path)]) == 2
+    image = str(tmp_path / "x.png")
+    cv2.imwrite(image, np.zeros((8, 8, 3), np.uint8))
+    out = str(tmp_path / "out")
+    assert predict.main(["--input", image, "--outdir", out]) == 2
     assert "huggingface.co/depth-anything" in capsys.readouterr().err
     assert (
-        predict.main(
-            ["--weights", str(tmp_path / "nope.pth"), "--input", "x.png", "--outdir", str(tmp_path)]
-        )
+        predict.main(["--weights", str(tmp_path / "nope.pth"), "--input", image, "--outdir", out])
         == 2
     )
     assert "no such checkpoint" in capsys.readouterr().err
