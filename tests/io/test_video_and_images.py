@@ -61,8 +61,6 @@ def test_unreadable_images_name_the_file(tmp_path):
 def test_exif_orientation_is_applied_as_cv2_imread_does(tmp_path):
     from PIL import Image
 
-    from dajax.io.images import as_rgb_image
-
     pixels = np.zeros((10, 20, 3), np.uint8)
     pixels[:, :5] = 255  # a white band on the left of the stored pixels
     photo = Image.fromarray(pixels)
@@ -73,5 +71,7 @@ def test_exif_orientation_is_applied_as_cv2_imread_does(tmp_path):
     assert image.shape == (20, 10, 3)  # as people see the photo
     np.testing.assert_array_equal(image, cv2.imread(str(tmp_path / "p.jpg"))[:, :, ::-1])
     assert image[:5].mean() > 200 and image[-5:].mean() < 50  # the band is now on top
+    from dajax.io.images import as_rgb_image
+
     with Image.open(tmp_path / "p.jpg") as opened:
         np.testing.assert_array_equal(as_rgb_image(opened), image)
