@@ -116,6 +116,7 @@ def test_paths_pil_images_and_arrays_give_one_depth(estimators, tmp_path):
 def test_extreme_aspect_ratios_are_capped(estimators):
     est = estimators["v2"]  # input_size 56: a 300x1 image would need 16800x56
     assert est.network_shape(300, 1) == (448, 14) and est.max_side == 8 * 56
+    assert est.network_shape(1, 4000) == (14, 448)
     assert est.network_shape(45, 61) == network_size(45, 61, 56)  # ordinary images: official
     depth = est(np.full((300, 1, 3), 128, np.uint8))
     assert depth.shape == (300, 1) and np.isfinite(depth).all()

@@ -125,8 +125,10 @@ def test_demo_runs_on_built_in_scenes(tmp_path, capsys):
     assert (tmp_path / "inputs" / "scene_1.png").exists()
 
 
-def test_point_clouds_for_metric_models_only(tmp_path, weights, capsys):
+def test_metric_models_point_clouds_units_and_colours(tmp_path, weights, capsys):
+    from dajax.inference import DepthEstimator
     from dajax.io.pointcloud import read_ply
+    from dajax.visualize import colorize, default_cmap
 
     cv2.imwrite(str(tmp_path / "x.png"), np.full((28, 42, 3), 90, np.uint8))
     out = tmp_path / "out"
@@ -137,9 +139,17 @@ def test_point_clouds_for_metric_models_only(tmp_path, weights, capsys):
     tiny_depth_anything(metric=True, max_depth=20).save_pretrained(metric / "hf")
     assert convert.main([str(metric / "hf" / "model.safetensors"), str(metric / "ckpt")]) == 0
     flags = ["--weights", str(metric / "ckpt"), "--ply", "--focal", "30", "--save-npy", *args]
-    assert predict.main(flags) == 0
+    assert predict.main([*flags, "--save-png16"]) == 0
     points, colors = read_ply(out / "x.ply")
     depth = np.load(out / "x.npy")
     assert points.shape == (28 * 42, 3) and (colors == 90).all()
     np.testing.assert_allclose(points[:, 2], depth.reshape(-1), rtol=1e-6)
     np.testing.assert_allclose(points[0, :2] / points[0, 2], [-20.5 / 30, -13.5 / 30], rtol=1e-5)
+    # Issue 21 #2: metres are labelled as such, and near has disparity's near colour.
+    meta = json.loads((out / "x_16.json").read_text())
+    assert (meta["quantity"], meta["unit"]) == ("depth (metric)", "m")
+    picture = cv2.imread(str(out / "x.png"))[:, 42 + 50 :, ::-1]
+    version = DepthEstimator.from_pretrained(metric / "ckpt").config.version
+    nearest, farthest = colorize(np.array([1.0, 0.0]), default_cmap(version))
+    np.testing.assert_array_equal(picture[np.unravel_index(depth.argmin(), depth.shape)], nearest)
+    np.testing.assert_array_equal(picture[np.unravel_index(depth.argmax(), depth.shape)], farthest)
