@@ -2,9 +2,12 @@
 
     from dajax.inference import DepthEstimator
     est = DepthEstimator.from_pretrained("depth_anything_v2_vits.pth")
-    disparity = est(image)             # [H, W] float32, image: [H, W, 3] uint8 RGB
-    maps = est.batch([img1, img2])     # one jit compile per network input shape
+    disparity = est("photo.jpg")           # [H, W] float32; also a PIL image or an RGB array
+    maps = est.batch([img1, "b.png"])      # one jit compile per network input shape
+    depth, picture = est.infer_image(img)  # the map and a colour-mapped PIL image
 
+Images are paths, PIL images or [H, W, 3] uint8 RGB arrays (OpenCV's BGR arrays must be
+converted first: `bgr[:, :, ::-1]`); see `dajax.io.images.as_rgb_image`.
 Outputs are at the input resolution: relative models give affine-invariant disparity (bigger =
 nearer), metric models give metres. The network output is resized back bilinearly as each
 version's reference does (V1 `run.py`: align_corners=False; V2 `infer_image`: True).
@@ -14,18 +17,29 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dajax.io.images import as_rgb_image
 from dajax.models import DepthAnything, ModelConfig, init_params
 from dajax.models.resample import resize_bilinear
 from dajax.preprocess import check_image, network_size, preprocess
 from dajax.weights.pretrained import load_depth_anything
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MAX_SIDE_FACTOR = 8  # default cap on the longer network-input side, in units of input_size
+
+
+class DepthResult(NamedTuple):
+    """`DepthEstimator.infer_image`'s answer: the [H, W] float32 map (disparity or metres) and
+    its colour-mapped RGB picture (near = red for V2 and metric models, yellow for V1)."""
+
+    depth: np.ndarray
+    picture: object  # PIL.Image.Image
 
 
 def _jitted_resize(align_corners: bool):
@@ -43,15 +57,25 @@ class DepthEstimator:
       params: the Flax params tree (numpy or jax arrays).
       input_size: lower bound of the network input sides (518 for released models).
       dtype: compute dtype, 'float32' or 'bfloat16' (params stay as given).
+      max_side: cap on the longer network-input side in pixels (default
+        `MAX_SIDE_FACTOR * input_size`): images of extreme aspect ratio (300x1 would need a
+        155400x518 input) are run at a size whose longer side fits, see `network_size`.
     """
 
     def __init__(
-        self, config: ModelConfig, params: dict, *, input_size: int = 518, dtype: str = "float32"
+        self,
+        config: ModelConfig,
+        params: dict,
+        *,
+        input_size: int = 518,
+        dtype: str = "float32",
+        max_side: int | None = None,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
         self.config = config
         self.input_size = input_size
+        self.max_side = max_side or MAX_SIDE_FACTOR * input_size
         self.model = DepthAnything(config, dtype=DTYPES[dtype])
         self.params = jax.device_put(params)
         self._apply = jax.jit(lambda p, x: self.model.apply({"params": p}, x))
@@ -69,25 +93,32 @@ class DepthEstimator:
         input_size: int = 518,
         dtype: str = "float32",
         pos_embed: str = "official",
+        max_side: int | None = None,
     ) -> DepthEstimator:
         """Loads an official `.pth`, a Hugging Face `.safetensors` or a dajax checkpoint.
 
         See `dajax.weights.pretrained.load_depth_anything` for how `arch`, `version`, `head`
-        and `max_depth` are inferred when not given.
+        and `max_depth` are inferred when not given, and for `pos_embed`.
         """
         config, params = load_depth_anything(
             path, arch=arch, version=version, head=head, max_depth=max_depth, pos_embed=pos_embed
         )
-        return cls(config, params, input_size=input_size, dtype=dtype)
+        return cls(config, params, input_size=input_size, dtype=dtype, max_side=max_side)
 
     @classmethod
     def random(
-        cls, config: ModelConfig, *, seed: int = 0, input_size: int = 518, dtype: str = "float32"
+        cls,
+        config: ModelConfig,
+        *,
+        seed: int = 0,
+        input_size: int = 518,
+        dtype: str = "float32",
+        max_side: int | None = None,
     ) -> DepthEstimator:
         """Seeded random weights (`init_params`): runs the whole pipeline without a checkpoint,
         for demos and plumbing; its depth maps carry no depth knowledge."""
         params = init_params(DepthAnything(config), jax.random.key(seed))
-        return cls(config, params, input_size=input_size, dtype=dtype)
+        return cls(config, params, input_size=input_size, dtype=dtype, max_side=max_side)
 
     def forward(self, x: np.ndarray | jax.Array) -> jax.Array:
         """Runs the network alone.
@@ -104,28 +135,66 @@ class DepthEstimator:
             raise ValueError(f"forward expects [B, H, W, 3] float32, got shape {x.shape}")
         return self._apply(self.params, x)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """Depth of one [H, W, 3] uint8 RGB image -> [H, W] float32 at the input resolution."""
+    @property
+    def metric(self) -> bool:
+        """True when the model predicts metres, False for relative disparity."""
+        return self.config.head == "metric"
+
+    def network_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) the network sees for an image of that size (`network_size` with
+        this estimator's `input_size` and `max_side`)."""
+        return network_size(height, width, self.input_size, max_side=self.max_side)
+
+    def __call__(self, image) -> np.ndarray:
+        """Depth of one image (path, PIL image or [H, W, 3] uint8 RGB array) -> [H, W] float32
+        at the image's resolution."""
         return self.batch([image])[0]
 
-    def batch(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
-        """Depth of many images of any sizes, in order.
+    def infer_image(self, image, cmap: str | None = None) -> DepthResult:
+        """Depth of one image (path, PIL image or RGB array) and its colour-mapped picture.
 
-        Images are grouped by network input shape (one compile per shape) and run in batches of
-        `batch_size` (the last batch of a shape is zero-padded, so it reuses the compile).
+        Args:
+          image: as for `__call__`.
+          cmap: a `dajax.visualize.CMAPS` name; default the model version's official colormap.
+
+        Returns:
+          `DepthResult(depth [H, W] float32, picture: PIL RGB image [H, W])`.
+        """
+        from PIL import Image
+
+        from dajax.visualize import default_cmap, depth_picture
+
+        depth = self(image)
+        rgb = depth_picture(depth, self.metric, cmap or default_cmap(self.config.version))
+        return DepthResult(depth, Image.fromarray(rgb))
+
+    def batch(self, images: Sequence, batch_size: int = 8) -> list[np.ndarray]:
+        """Depth of many images (paths, PIL images or RGB arrays) of any sizes, in order.
 
         Returns:
           One [H_i, W_i] float32 array per input image.
         """
+        results: list[np.ndarray | None] = [None] * len(images)
+        for i, depth in self.iter_batch(images, batch_size):
+            results[i] = depth
+        return results
+
+    def iter_batch(self, images: Sequence, batch_size: int = 8) -> Iterator[tuple[int, np.ndarray]]:
+        """Yields `(index, [H_i, W_i] float32 depth)` for each image as its batch finishes.
+
+        Images are grouped by network input shape (one compile per shape) and run in batches of
+        `batch_size` (the last batch of a shape is zero-padded, so it reuses the compile); the
+        order of the answers follows the groups, not the input.
+        """
+        images = [as_rgb_image(image) for image in images]
         buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, image in enumerate(images):
             check_image(image)
-            buckets[network_size(*image.shape[:2], self.input_size)].append(i)
-        results: list[np.ndarray | None] = [None] * len(images)
+            buckets[self.network_shape(*image.shape[:2])].append(i)
         for indices in buckets.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                x = np.stack([preprocess(images[i], self.input_size) for i in chunk])
+                x = np.stack([preprocess(images[i], self.input_size, self.max_side) for i in chunk])
                 if len(chunk) < batch_size and len(indices) > batch_size:
                     x = np.concatenate(
                         [x, np.zeros((batch_size - len(chunk),) + x.shape[1:], x.dtype)]
@@ -133,8 +202,7 @@ class DepthEstimator:
                 depth = self.forward(x)
                 for j, i in enumerate(chunk):
                     size = tuple(images[i].shape[:2])
-                    results[i] = np.asarray(self._resize(depth[j : j + 1], size)[0])
-        return results
+                    yield i, np.asarray(self._resize(depth[j : j + 1], size)[0])
 
 
 class ZoeDepthEstimator:

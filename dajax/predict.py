@@ -4,12 +4,17 @@
     python -m dajax.predict --weights W --input list.txt --outdir out --save-npy --pred-only
     python -m dajax.predict --weights W --input clip.mp4 --video --outdir out
 
-`--input` is an image, a folder (searched recursively) or a .txt list of paths. By default each
-image is written as `OUT/<stem>.png`: the image and its colour-mapped depth side by side.
-`--save-npy` writes float32 `[H, W]` maps, `--save-png16` 16-bit PNGs whose scale and offset are
-recorded (PNG text chunk and `<stem>.json`), `--ply` coloured point clouds of metric models
-(`--focal` pixels or `--fov` degrees; see `dajax.io.pointcloud`). Unreadable files are reported
-and skipped; the exit code is 1 when any file failed.
+`--input` is an image, a folder (searched recursively) or a .txt list of paths (one a line,
+`#` comments). The input tree is mirrored under `--outdir`: `photos/a/x.jpg` is written as
+`out/a/x.png` (the image and its colour-mapped depth side by side; near is red for V2 and metric
+models). Inputs of one folder sharing a stem (`x.jpg`, `x.png`) keep their extension
+(`x_jpg.png`, `x_png.png`). An output never replaces an input, and outputs are never written
+where a later run would read them as inputs. `--save-npy` writes float32 `[H, W]` maps,
+`--save-png16` 16-bit PNGs whose scale, offset, quantity and unit are recorded (PNG text chunk
+and `<name>_16.json`), `--ply` coloured point clouds of metric models (`--focal` pixels or
+`--fov` degrees; see `dajax.io.pointcloud`). Every write is checked: unreadable inputs and
+failed writes are reported and skipped, the count printed is what was written, and the exit
+code is 1 when any image failed (2 for unusable arguments, before any model is loaded).
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from dajax.io.images import IMAGE_EXTENSIONS, ImageReadError, find_images, read_image
+from dajax.io.images import ImageReadError, read_image
+from dajax.io.inputs import Inputs, list_inputs
+from dajax.io.outputs import OutputError, check_outdir, make_outdir, plan_outputs, write_png
+from dajax.predict_outputs import write_image_outputs, write_video
 
 WEIGHTS_HELP = """\
 no --weights given. Official checkpoints (download once, then pass the file):
@@ -36,35 +43,88 @@ Or pass --weights hf:REPO/FILE to download with huggingface_hub (needs network a
 CHUNK = 32  # images read and predicted at a time (bounds host memory)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout; appends `(default: X)` to options that have one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface."""
-    p = argparse.ArgumentParser(prog="python -m dajax.predict", description=__doc__.split("\n")[0])
-    p.add_argument("--weights", help="checkpoint: .pth, .safetensors, dajax dir, or hf:REPO/FILE")
-    p.add_argument("--input", help="image, folder, .txt list, or video (--video)")
+    """The command-line interface; every option's help states its default."""
+    p = argparse.ArgumentParser(
+        prog="python -m dajax.predict", description=__doc__, formatter_class=HelpFormatter
+    )
+    p.add_argument(
+        "--weights",
+        help="checkpoint: official .pth, Hugging Face .safetensors or save_pretrained folder, "
+        "dajax checkpoint folder, or hf:REPO/FILE (default: none; required unless --demo)",
+    )
+    p.add_argument(
+        "--input",
+        help="an image, a folder (searched recursively), a .txt list (one path a line, "
+        "# comments), or a video with --video (default: none; --demo renders scenes)",
+    )
     p.add_argument(
         "--demo",
         action="store_true",
         help="built-in data: render procedural scenes into OUT/inputs and predict them; "
         "without --weights a seeded random ViT-S is used (the depth is then meaningless)",
     )
-    p.add_argument("--outdir", required=True)
-    p.add_argument("--arch", choices=["vits", "vitb", "vitl", "vitg"])
-    p.add_argument("--version", choices=["v1", "v2"])
-    p.add_argument("--input-size", type=int, default=518)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--pred-only", action="store_true", help="write only the depth image")
-    p.add_argument("--grayscale", action="store_true", help="grey depth instead of a colormap")
-    p.add_argument("--save-npy", action="store_true", help="also write float32 OUT/<stem>.npy")
-    p.add_argument("--save-png16", action="store_true", help="also write 16-bit OUT/<stem>_16.png")
     p.add_argument(
-        "--ply", action="store_true", help="also write OUT/<stem>.ply point clouds (metric models)"
+        "--outdir", required=True, help="output folder; the input tree is mirrored below it"
     )
-    p.add_argument("--focal", type=float, help="focal length in pixels for --ply (fx = fy)")
+    p.add_argument(
+        "--arch",
+        choices=["vits", "vitb", "vitl", "vitg"],
+        help="encoder size (default: inferred from the checkpoint's tensors)",
+    )
+    p.add_argument(
+        "--version",
+        choices=["v1", "v2"],
+        help="Depth Anything version (default: from the file name or config.json)",
+    )
+    p.add_argument(
+        "--pos-embed",
+        choices=["official", "hf"],
+        default="official",
+        help="how position embeddings are resized to the input: 'official' (DINOv2's rule, as "
+        "the released .pth) or 'hf' (transformers' rule, as its pipelines)",
+    )
+    p.add_argument("--input-size", type=int, default=518, help="shorter network-input side, pixels")
+    p.add_argument(
+        "--max-side",
+        type=int,
+        help="cap on the longer network-input side for extreme aspect ratios, pixels "
+        "(default: 8 x --input-size)",
+    )
+    p.add_argument("--batch-size", type=int, default=4, help="images per network call")
+    p.add_argument("--pred-only", action="store_true", help="write only the depth image")
+    p.add_argument("--grayscale", action="store_true", help="grey depth (near = white)")
+    p.add_argument("--save-npy", action="store_true", help="also write float32 OUT/<name>.npy")
+    p.add_argument(
+        "--save-png16", action="store_true", help="also write 16-bit OUT/<name>_16.png (+ .json)"
+    )
+    p.add_argument(
+        "--ply", action="store_true", help="also write OUT/<name>.ply point clouds (metric models)"
+    )
+    p.add_argument(
+        "--focal",
+        type=float,
+        help="focal length in pixels for --ply, fx = fy (default: from --fov)",
+    )
     p.add_argument(
         "--fov", type=float, default=60.0, help="horizontal field of view for --ply, degrees"
     )
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument("--video", action="store_true", help="--input is a video; write a depth video")
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype"
+    )
+    p.add_argument(
+        "--video", action="store_true", help="--input is a video; write OUT/<stem>_depth.mp4"
+    )
     return p
 
 
@@ -86,116 +146,100 @@ def resolve_weights(spec: str) -> str:
         ) from None
 
 
-def list_inputs(spec: str) -> list[str]:
-    """Image paths from a file, a folder (recursive, sorted) or a .txt list (one per line)."""
-    if os.path.isdir(spec):
-        found = find_images(spec)
-        if not found:
-            raise SystemExit(f"error: {spec}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-        return found
-    if spec.endswith(".txt"):
-        with open(spec) as f:
-            return [line.strip() for line in f if line.strip()]
-    if not os.path.exists(spec):
-        raise SystemExit(f"error: {spec}: no such file or folder")
-    return [spec]
+def output_suffixes(args: argparse.Namespace) -> list[str]:
+    """The files written per image, as suffixes of its output base."""
+    suffixes = [".png"]
+    if args.save_npy:
+        suffixes.append(".npy")
+    if args.save_png16:
+        suffixes += ["_16.png", "_16.json"]
+    if args.ply:
+        suffixes.append(".ply")
+    return suffixes
 
 
-def _chunks(paths: list[str]) -> Iterator[list[str]]:
-    for i in range(0, len(paths), CHUNK):
-        yield paths[i : i + CHUNK]
+def _report(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
 
 
-def predict_images(estimator, paths: list[str], args: argparse.Namespace) -> int:
-    """Writes outputs for every readable image; returns the number of failures."""
-    from dajax.io.depth_png import write_depth_png16
+def _read(path: str, estimator) -> np.ndarray | None:
+    """The image at `path`, or None after reporting why it cannot be used."""
+    from dajax.io.video import VIDEO_EXTENSIONS
+    from dajax.preprocess import network_size
 
-    failures = 0
-    cmap = "gray" if args.grayscale else _default_cmap(estimator)
+    try:
+        image = read_image(path)
+    except ImageReadError as e:
+        video = path.lower().endswith(VIDEO_EXTENSIONS)
+        _report(
+            f"skipped: {e}" + ("; it is a video: predict it alone with --video" if video else "")
+        )
+        return None
+    h, w = image.shape[:2]
+    shape, full = estimator.network_shape(h, w), network_size(h, w, estimator.input_size)
+    if shape != full:
+        _report(
+            f"note: {path}: a {h}x{w} image would need a {full[0]}x{full[1]} network input; "
+            f"using {shape[0]}x{shape[1]} (--max-side {estimator.max_side})"
+        )
+    return image
+
+
+def _depths(estimator, images: list[np.ndarray], batch_size: int):
+    """Yields `(index, depth or the exception)` per image as its batch finishes; when a batch
+    fails, its images are retried one by one, so one bad image never loses the others."""
+    done = set()
+    try:
+        for i, depth in estimator.iter_batch(images, batch_size):
+            done.add(i)
+            yield i, depth
+    except Exception:  # noqa: BLE001 - isolated below, image by image
+        for i, image in enumerate(images):
+            if i in done:
+                continue
+            try:
+                yield i, estimator(image)
+            except Exception as e:  # noqa: BLE001 - reported as this image's failure
+                yield i, e
+
+
+def predict_images(estimator, bases: dict[str, str], args: argparse.Namespace) -> int:
+    """Predicts and writes every input (`bases`: path -> output base); returns how many were
+    written in full. The bar advances once per image."""
+    paths = list(bases)
+    written = 0
     with tqdm(total=len(paths), unit="img", desc="depth") as bar:
-        for chunk in _chunks(paths):
-            images, names = [], []
-            for path in chunk:
-                try:
-                    images.append(read_image(path))
-                    names.append(path)
-                except ImageReadError as e:
-                    tqdm.write(f"skipped: {e}", file=sys.stderr)
-                    failures += 1
-            for path, image, depth in zip(
-                names, images, estimator.batch(images, args.batch_size), strict=True
-            ):
-                stem = os.path.join(args.outdir, os.path.splitext(os.path.basename(path))[0])
-                _write_visual(stem + ".png", image, depth, cmap, args.pred_only)
-                if args.save_npy:
-                    np.save(stem + ".npy", depth.astype(np.float32))
-                if args.save_png16:
-                    write_depth_png16(stem + "_16.png", depth)
-                if args.ply:
-                    _write_point_cloud(stem + ".ply", image, depth, args)
-            bar.update(len(chunk))
-    return failures
-
-
-def _write_point_cloud(path: str, image: np.ndarray, depth: np.ndarray, args) -> None:
-    """Back-projects metric depth with `--focal` (pixels) or `--fov` (degrees)."""
-    from dajax.io.pointcloud import Intrinsics, depth_to_points, write_ply
-
-    h, w = depth.shape
-    if args.focal:
-        intrinsics = Intrinsics.from_focal(w, h, args.focal)
-    else:
-        intrinsics = Intrinsics.from_fov(w, h, args.fov)
-    points, pixels = depth_to_points(depth, intrinsics)
-    write_ply(path, points, image.reshape(-1, 3)[pixels])
-
-
-def _default_cmap(estimator) -> str:
-    return "inferno" if estimator.config.version == "v1" else "spectral_r"
-
-
-def _write_visual(path, image, depth, cmap, pred_only, depth_range=None) -> None:
-    import cv2
-
-    from dajax.visualize import colorize, normalize_depth, side_by_side
-
-    rgb = colorize(normalize_depth(depth, depth_range), cmap)
-    out = rgb if pred_only else side_by_side(image, rgb)
-    cv2.imwrite(path, np.ascontiguousarray(out[:, :, ::-1]))
-
-
-def predict_video(estimator, path: str, args: argparse.Namespace) -> None:
-    """Writes OUT/<stem>_depth.mp4 with one colour scale for the whole clip."""
-    from dajax.io.video import VideoReader, VideoWriter
-    from dajax.visualize import DepthRange, colorize, normalize_depth, side_by_side
-
-    cmap = "gray" if args.grayscale else _default_cmap(estimator)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    depth_range = DepthRange()
-    with VideoReader(path) as reader:
-        h, w = reader.height, reader.width
-        size = (w, h) if args.pred_only else (2 * w + 50, h)
-        out_path = os.path.join(args.outdir, f"{stem}_depth.mp4")
-        with VideoWriter(out_path, reader.fps, size) as writer:
-            for frame in tqdm(reader, total=reader.frame_count or None, unit="frame"):
-                depth = estimator(frame)
-                depth_range.update(depth)
-                rgb = colorize(normalize_depth(depth, depth_range), cmap)
-                writer.write(rgb if args.pred_only else side_by_side(frame, rgb))
-    print(f"wrote {out_path}")
+        for start in range(0, len(paths), CHUNK):
+            ready = []
+            for path in paths[start : start + CHUNK]:
+                image = _read(path, estimator)
+                if image is None:
+                    bar.update(1)
+                else:
+                    ready.append((path, image))
+            images = [image for _, image in ready]
+            for i, depth in _depths(estimator, images, args.batch_size):
+                path, image = ready[i]
+                if isinstance(depth, Exception):
+                    _report(f"failed: {path}: {type(depth).__name__}: {depth}".split("\n")[0])
+                else:
+                    try:
+                        write_image_outputs(bases[path], image, depth, estimator, args)
+                        written += 1
+                    except (OSError, ValueError) as e:
+                        _report(f"failed: {path}: {e}")
+                bar.update(1)
+    return written
 
 
 def write_demo_inputs(outdir: str, count: int = 2) -> str:
     """Renders `count` procedural scenes (alternating indoor/outdoor) to OUTDIR/inputs."""
-    import cv2
-
     from dajax.data.procedural import STYLES, render_scene
 
     folder = os.path.join(outdir, "inputs")
-    os.makedirs(folder, exist_ok=True)
     for i in range(count):
         record = render_scene(i, 518, 518, STYLES[i % 2])
-        cv2.imwrite(os.path.join(folder, f"scene_{i}.png"), record["image"][:, :, ::-1])
+        write_png(os.path.join(folder, f"scene_{i}.png"), record["image"])
     return folder
 
 
@@ -204,28 +248,42 @@ def load_estimator(args: argparse.Namespace):
     from dajax.inference import DepthEstimator
     from dajax.models import ModelConfig
 
+    sizes = {"input_size": args.input_size, "dtype": args.dtype, "max_side": args.max_side}
     if not args.weights:
-        if not args.demo:
-            print(WEIGHTS_HELP, file=sys.stderr)
-            raise SystemExit(2)
         print(
             "demo: no --weights, so a seeded RANDOM ViT-S runs: the maps show the pipeline "
             "works, not what a trained model predicts",
             file=sys.stderr,
         )
         config = ModelConfig.from_variant(args.arch or "vits", "v2")
-        return DepthEstimator.random(config, input_size=args.input_size, dtype=args.dtype)
+        return DepthEstimator.random(config, **sizes)
     try:
         return DepthEstimator.from_pretrained(
             resolve_weights(args.weights),
             args.arch,
             args.version,
-            input_size=args.input_size,
-            dtype=args.dtype,
+            pos_embed=args.pos_embed,
+            **sizes,
         )
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def plan(args: argparse.Namespace) -> dict[str, str] | str:
+    """Checks the input and output before any model loads: the output bases of the images, or
+    the video's path. Raises InputError / OutputError."""
+    check_outdir(args.outdir)
+    if args.video:
+        from dajax.io.video import VideoReader
+
+        with VideoReader(args.input):  # a missing or undecodable video fails here
+            return args.input
+    if args.demo and not args.input:
+        make_outdir(args.outdir)
+        args.input = write_demo_inputs(args.outdir)
+    inputs: Inputs = list_inputs(args.input, skip=args.outdir)
+    return plan_outputs(inputs, args.outdir, output_suffixes(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,30 +292,42 @@ def main(argv: list[str] | None = None) -> int:
     if not args.input and not args.demo:
         print("error: pass --input (or --demo for built-in data)", file=sys.stderr)
         return 2
+    if not args.weights and not args.demo:
+        print(WEIGHTS_HELP, file=sys.stderr)
+        return 2
+    try:
+        work = plan(args)
+    except ValueError as e:  # InputError, OutputError, or a video that cannot be opened
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         estimator = load_estimator(args)
     except SystemExit as e:
-        return int(e.code)
-    if args.ply and estimator.config.head != "metric":
+        if isinstance(e.code, str):  # resolve_weights' message
+            print(e.code, file=sys.stderr)
+            return 2
+        return e.code
+    if args.ply and not estimator.metric:
         print(
             "error: --ply needs a metric model (metres); this checkpoint predicts relative "
             "disparity",
             file=sys.stderr,
         )
         return 2
-    os.makedirs(args.outdir, exist_ok=True)
-    if args.demo and not args.input:
-        args.input = write_demo_inputs(args.outdir)
+    try:
+        make_outdir(args.outdir)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.video:
-        predict_video(estimator, args.input, args)
-        return 0
-    paths = list_inputs(args.input)
-    failures = predict_images(estimator, paths, args)
+        return write_video(estimator, work, args)
+    written = predict_images(estimator, work, args)
+    failed = len(work) - written
     print(
-        f"wrote {len(paths) - failures} of {len(paths)} to {args.outdir}"
-        + (f"; {failures} failed" if failures else "")
+        f"wrote {written} of {len(work)} to {args.outdir}"
+        + (f"; {failed} failed" if failed else "")
     )
-    return 1 if failures else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

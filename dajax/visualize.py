@@ -1,8 +1,11 @@
 """Depth maps as pictures: normalisation, colormaps, side-by-side layout, video-stable ranges.
 
-The official V1 `run.py` colours min-max normalised depth with OpenCV's INFERNO map and V2
+The official V1 `run.py` colours min-max normalised disparity with OpenCV's INFERNO map and V2
 with matplotlib's `Spectral_r`; both place the image and the depth side by side with a 50 px
-white gap.
+white gap. Metric models predict metres (bigger = farther), the reverse of disparity, so
+`depth_picture` colours their *nearness* (1 - normalised metres): near is the same colour for
+both kinds (red in Spectral_r, as the official metric `run.py` draws metres with Spectral;
+white in grey).
 """
 
 from __future__ import annotations
@@ -87,6 +90,25 @@ def colorize(depth01: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     """[H, W] values in [0, 1] -> [H, W, 3] uint8 RGB through a 256-level colormap."""
     index = (np.clip(depth01, 0.0, 1.0) * 255.0).astype(np.uint8)
     return _lut(cmap)[index]
+
+
+def default_cmap(version: str) -> str:
+    """The official `run.py` colormap of a model version: 'inferno' (V1), 'spectral_r' (V2)."""
+    return "inferno" if version == "v1" else "spectral_r"
+
+
+def depth_picture(
+    depth: np.ndarray, metric: bool, cmap: str, value_range: DepthRange | None = None
+) -> np.ndarray:
+    """[H, W] disparity (`metric=False`) or metres (`metric=True`) -> [H, W, 3] uint8 RGB.
+
+    Disparity goes through `cmap` as `colorize(normalize_depth(...))`; metres through the
+    reversed colormap, so near is the same colour for both (Spectral_r reversed is the
+    official metric `run.py`'s Spectral, level for level).
+    """
+    levels = (normalize_depth(depth, value_range) * 255.0).astype(np.uint8)
+    lut = _lut(cmap)
+    return (lut[::-1] if metric else lut)[levels]
 
 
 def side_by_side(image: np.ndarray, depth_rgb: np.ndarray, gap: int = GAP) -> np.ndarray:

@@ -1,9 +1,9 @@
 """16-bit PNG depth maps that keep their real values.
 
 `write_depth_png16` stores `round((depth - offset) * scale)` in 0..65535 and records `scale`,
-`offset` and the quantity in PNG text chunks (`dajax:scale`, `dajax:offset`,
-`dajax:quantity`) and in a sidecar `<stem>.json`; `read_depth_png16` inverts it to within
-0.5 / scale.
+`offset`, the quantity and its unit in PNG text chunks (`dajax:scale`, `dajax:offset`,
+`dajax:quantity`, `dajax:unit`) and in a sidecar `<stem>.json`; `read_depth_png16` inverts it
+to within 0.5 / scale. `QUANTITIES` names what each model head predicts.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 MAX_CODE = 65535
+# (quantity, unit) of each model head's output.
+QUANTITIES = {
+    "relative": ("disparity (relative)", "none: affine-invariant, bigger = nearer"),
+    "metric": ("depth (metric)", "m"),
+}
 
 
 def write_depth_png16(
@@ -22,12 +27,14 @@ def write_depth_png16(
     depth: np.ndarray,
     scale: float | None = None,
     offset: float | None = None,
-    quantity: str = "disparity (relative)",
+    quantity: str = QUANTITIES["relative"][0],
+    unit: str = QUANTITIES["relative"][1],
 ) -> tuple[float, float]:
     """Writes `depth` [H, W] as a 16-bit grayscale PNG; returns (scale, offset).
 
     By default the finite range maps onto the full 0..65535 code range (a constant map uses
-    scale 1). Raises ValueError for non-finite values.
+    scale 1). `quantity` and `unit` label the values (`QUANTITIES[head]`). Raises ValueError
+    for non-finite values, OSError when a file cannot be written.
     """
     path = os.fspath(path)
     depth = np.asarray(depth, np.float64)
@@ -40,7 +47,7 @@ def write_depth_png16(
         scale = MAX_CODE / span if span > 0 else 1.0
     codes = np.clip(np.round((depth - offset) * scale), 0, MAX_CODE).astype(np.uint16)
     info = PngImagePlugin.PngInfo()
-    meta = {"scale": float(scale), "offset": float(offset), "quantity": quantity}
+    meta = {"scale": float(scale), "offset": float(offset), "quantity": quantity, "unit": unit}
     for key, value in meta.items():
         info.add_text(f"dajax:{key}", str(value))
     Image.fromarray(codes).save(path, pnginfo=info)

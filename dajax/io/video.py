@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mov": "mp4v", ".mkv": "mp4v"}
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
 class VideoReader:
@@ -55,6 +56,8 @@ class VideoWriter:
       path: output file; its suffix picks the codec.
       fps: frames per second.
       size: (width, height) of every frame.
+
+    `frames` counts the frames written.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]):
@@ -63,6 +66,7 @@ class VideoWriter:
         if suffix not in FOURCC:
             raise ValueError(f"{self.path}: unsupported video type; use one of {tuple(FOURCC)}")
         self.size = tuple(size)
+        self.frames = 0
         fourcc = cv2.VideoWriter_fourcc(*FOURCC[suffix])
         self._writer = cv2.VideoWriter(self.path, fourcc, float(fps), self.size)
         if not self._writer.isOpened():
@@ -75,6 +79,7 @@ class VideoWriter:
                 f"{self.path}: frame {frame.shape} {frame.dtype} does not match size {self.size}"
             )
         self._writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+        self.frames += 1
 
     def close(self) -> None:
         """Finishes the file."""

@@ -56,3 +56,22 @@ def test_unreadable_images_name_the_file(tmp_path):
         read_image(tmp_path / "missing.png")
     with pytest.raises(ImageReadError, match="empty"):
         decode_image(b"", "empty.png")
+
+
+def test_exif_orientation_is_applied_as_cv2_imread_does(tmp_path):
+    from PIL import Image
+
+    pixels = np.zeros((10, 20, 3), np.uint8)
+    pixels[:, :5] = 255  # a white band on the left of the stored pixels
+    photo = Image.fromarray(pixels)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    photo.save(tmp_path / "p.jpg", quality=100, exif=exif)
+    image = read_image(tmp_path / "p.jpg")
+    assert image.shape == (20, 10, 3)  # as people see the photo
+    np.testing.assert_array_equal(image, cv2.imread(str(tmp_path / "p.jpg"))[:, :, ::-1])
+    assert image[:5].mean() > 200 and image[-5:].mean() < 50  # the band is now on top
+    from dajax.io.images import as_rgb_image
+
+    with Image.open(tmp_path / "p.jpg") as opened:
+        np.testing.assert_array_equal(as_rgb_image(opened), image)

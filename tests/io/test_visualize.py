@@ -5,7 +5,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from dajax.visualize import DepthRange, colorize, normalize_depth, side_by_side
+from dajax.visualize import DepthRange, colorize, depth_picture, normalize_depth, side_by_side
 
 
 def test_inferno_matches_opencv_and_spectral_matches_matplotlib():
@@ -49,3 +49,22 @@ def test_video_range_keeps_colours_stable_across_frames():
         normalize_depth(rng.uniform(0, 10 * (1 + 0.3 * np.sin(t)), (16, 16))) for t in range(2)
     ]
     assert per_frame[0].max() == per_frame[1].max() == 1.0  # per-frame min-max re-stretches
+
+
+def test_near_is_one_colour_for_disparity_and_metres():
+    metres = np.random.RandomState(0).uniform(0.5, 20.0, (8, 9))
+    # The official metric run.py: min-max normalised metres through matplotlib's Spectral.
+    official = matplotlib.colormaps["Spectral"](
+        ((metres - metres.min()) / np.ptp(metres) * 255).astype(np.uint8)
+    )
+    np.testing.assert_allclose(
+        depth_picture(metres, True, "spectral_r"),
+        (official[..., :3] * 255).astype(np.uint8),
+        atol=1,
+    )
+    for cmap in ("spectral_r", "inferno", "gray"):
+        as_metres = depth_picture(metres, True, cmap)
+        as_disparity = depth_picture(1 / metres, False, cmap)
+        near = np.unravel_index(metres.argmin(), metres.shape)
+        np.testing.assert_array_equal(as_metres[near], as_disparity[near])
+    assert (depth_picture(metres, True, "gray")[near] == 255).all()  # near = white

@@ -90,3 +90,33 @@ def test_bad_images_are_clear_errors(estimators, bad):
 def test_forward_rejects_wrong_layout(estimators):
     with pytest.raises(ValueError, match=r"\[B, H, W, 3\]"):
         estimators["v2"].forward(np.zeros((1, 3, 56, 56), np.float32))
+
+
+def test_paths_pil_images_and_arrays_give_one_depth(estimators, tmp_path):
+    from PIL import Image
+
+    from dajax.visualize import depth_picture
+
+    est = estimators["v2"]
+    image = np.random.RandomState(2).randint(0, 256, (30, 44, 3), np.uint8)
+    Image.fromarray(image).save(tmp_path / "x.png")
+    expect = est(image)
+    np.testing.assert_array_equal(est(tmp_path / "x.png"), expect)
+    np.testing.assert_array_equal(est(str(tmp_path / "x.png")), expect)
+    np.testing.assert_array_equal(est(Image.open(tmp_path / "x.png")), expect)
+    batch = est.batch([str(tmp_path / "x.png"), Image.fromarray(image), image], batch_size=2)
+    for depth in batch:
+        np.testing.assert_allclose(depth, expect, rtol=1e-5, atol=1e-6)
+    depth, picture = est.infer_image(tmp_path / "x.png")
+    np.testing.assert_array_equal(depth, expect)
+    assert isinstance(picture, Image.Image) and picture.size == (44, 30)
+    np.testing.assert_array_equal(np.asarray(picture), depth_picture(depth, False, "spectral_r"))
+
+
+def test_extreme_aspect_ratios_are_capped(estimators):
+    est = estimators["v2"]  # input_size 56: a 300x1 image would need 16800x56
+    assert est.network_shape(300, 1) == (448, 14) and est.max_side == 8 * 56
+    assert est.network_shape(1, 4000) == (14, 448)
+    assert est.network_shape(45, 61) == network_size(45, 61, 56)  # ordinary images: official
+    depth = est(np.full((300, 1, 3), 128, np.uint8))
+    assert depth.shape == (300, 1) and np.isfinite(depth).all()

@@ -47,7 +47,7 @@ def test_folder_with_a_corrupt_file(tmp_path, weights, capsys):
     assert side.shape == (30, 2 * 40 + 50, 3)
     depth = np.load(out / "a.npy")
     assert depth.shape == (30, 40) and depth.dtype == np.float32
-    assert np.load(out / "b.npy").shape == (25, 20)
+    assert np.load(out / "sub" / "b.npy").shape == (25, 20)  # the input tree is mirrored
     np.testing.assert_allclose(
         read_depth_png16(out / "a_16.png"), depth, atol=np.ptp(depth) / 65535 + 1e-7
     )
@@ -103,12 +103,13 @@ def test_video_writes_a_depth_video(tmp_path, weights):
 
 
 def test_missing_weights_explain_where_to_get_them(tmp_path, capsys):
-    assert predict.main(["--input", "x.png", "--outdir", str(tmp_path)]) == 2
+    image = str(tmp_path / "x.png")
+    cv2.imwrite(image, np.zeros((8, 8, 3), np.uint8))
+    out = str(tmp_path / "out")
+    assert predict.main(["--input", image, "--outdir", out]) == 2
     assert "huggingface.co/depth-anything" in capsys.readouterr().err
     assert (
-        predict.main(
-            ["--weights", str(tmp_path / "nope.pth"), "--input", "x.png", "--outdir", str(tmp_path)]
-        )
+        predict.main(["--weights", str(tmp_path / "nope.pth"), "--input", image, "--outdir", out])
         == 2
     )
     assert "no such checkpoint" in capsys.readouterr().err
@@ -124,8 +125,10 @@ def test_demo_runs_on_built_in_scenes(tmp_path, capsys):
     assert (tmp_path / "inputs" / "scene_1.png").exists()
 
 
-def test_point_clouds_for_metric_models_only(tmp_path, weights, capsys):
+def test_metric_models_point_clouds_units_and_colours(tmp_path, weights, capsys):
+    from dajax.inference import DepthEstimator
     from dajax.io.pointcloud import read_ply
+    from dajax.visualize import colorize, default_cmap
 
     cv2.imwrite(str(tmp_path / "x.png"), np.full((28, 42, 3), 90, np.uint8))
     out = tmp_path / "out"
@@ -136,9 +139,17 @@ def test_point_clouds_for_metric_models_only(tmp_path, weights, capsys):
     tiny_depth_anything(metric=True, max_depth=20).save_pretrained(metric / "hf")
     assert convert.main([str(metric / "hf" / "model.safetensors"), str(metric / "ckpt")]) == 0
     flags = ["--weights", str(metric / "ckpt"), "--ply", "--focal", "30", "--save-npy", *args]
-    assert predict.main(flags) == 0
+    assert predict.main([*flags, "--save-png16"]) == 0
     points, colors = read_ply(out / "x.ply")
     depth = np.load(out / "x.npy")
     assert points.shape == (28 * 42, 3) and (colors == 90).all()
     np.testing.assert_allclose(points[:, 2], depth.reshape(-1), rtol=1e-6)
     np.testing.assert_allclose(points[0, :2] / points[0, 2], [-20.5 / 30, -13.5 / 30], rtol=1e-5)
+    # Issue 21 #2: metres are labelled as such, and near has disparity's near colour.
+    meta = json.loads((out / "x_16.json").read_text())
+    assert (meta["quantity"], meta["unit"]) == ("depth (metric)", "m")
+    picture = cv2.imread(str(out / "x.png"))[:, 42 + 50 :, ::-1]
+    version = DepthEstimator.from_pretrained(metric / "ckpt").config.version
+    nearest, farthest = colorize(np.array([1.0, 0.0]), default_cmap(version))
+    np.testing.assert_array_equal(picture[np.unravel_index(depth.argmin(), depth.shape)], nearest)
+    np.testing.assert_array_equal(picture[np.unravel_index(depth.argmax(), depth.shape)], farthest)

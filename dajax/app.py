@@ -1,0 +1,178 @@
+"""A web page for Depth Anything: upload an image, compare it with its depth, download the maps.
+
+    pip install -e ".[app]"
+    python -m dajax.app --weights depth_anything_v2_vits.pth   # then open http://127.0.0.1:7860
+    python -m dajax.app                                         # offline demo: random weights
+
+The page shows the image and its colour-mapped depth on one slider and offers the depth as a
+grayscale PNG (white = near), a 16-bit PNG that keeps the values (`dajax.io.depth_png`) and a
+float32 `.npy`; metric models also give a coloured PLY point cloud (`--fov`). Without
+`--weights` a seeded random ViT-S runs, and the page says so. Nothing is fetched from outside:
+Gradio's analytics are off and the page uses the system's fonts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # set before gradio is imported
+
+RANDOM_NOTE = (
+    "**No `--weights` given: these are random demo weights (a seeded ViT-S).** The page works "
+    "end to end, but the depth is meaningless; start it with `--weights FILE` for real maps."
+)
+
+
+def depth_downloads(estimator, image: np.ndarray, folder: str, stem: str, fov: float) -> dict:
+    """Predicts `image` and writes the downloads into `folder`.
+
+    Args:
+      estimator: a `dajax.inference.DepthEstimator`.
+      image: [H, W, 3] uint8 RGB.
+      folder: where the files go; stem: their name stem; fov: horizontal field of view in
+        degrees for the point cloud.
+
+    Returns:
+      {'picture': [H, W, 3] uint8 colour-mapped depth, 'gray', 'png16', 'npy' and, for metric
+      models, 'ply': file paths}.
+    """
+    from PIL import Image
+
+    from dajax.io.depth_png import QUANTITIES, write_depth_png16
+    from dajax.io.outputs import write_npy
+    from dajax.visualize import default_cmap, depth_picture
+
+    depth = estimator(image)
+    base = os.path.join(folder, stem)
+    files = {"gray": base + "_gray.png", "png16": base + "_16.png", "npy": base + ".npy"}
+    Image.fromarray(depth_picture(depth, estimator.metric, "gray")[:, :, 0]).save(files["gray"])
+    quantity, unit = QUANTITIES["metric" if estimator.metric else "relative"]
+    write_depth_png16(files["png16"], depth, quantity=quantity, unit=unit)
+    write_npy(files["npy"], depth.astype(np.float32))
+    if estimator.metric:
+        from dajax.io.pointcloud import Intrinsics, depth_to_points, write_ply
+
+        points, pixels = depth_to_points(depth, Intrinsics.from_fov(*depth.shape[::-1], fov))
+        files["ply"] = base + ".ply"
+        write_ply(files["ply"], points, image.reshape(-1, 3)[pixels])
+    cmap = default_cmap(estimator.config.version)
+    return {"picture": depth_picture(depth, estimator.metric, cmap), **files}
+
+
+def describe(estimator, weights: str | None) -> str:
+    """The page's note on what runs: the weights and the kind of map, or the random demo."""
+    c = estimator.config
+    kind = (
+        f"metric depth in metres (up to {c.max_depth} m)"
+        if estimator.metric
+        else ("relative disparity (bigger = nearer, unknown scale and shift)")
+    )
+    source = f"`{os.path.basename(weights)}`" if weights else RANDOM_NOTE
+    return f"Weights: {source}  \nModel: Depth Anything {c.version.upper()} {c.encoder}, {kind}."
+
+
+def build_app(estimator, note: str, fov: float = 60.0):
+    """The Gradio page (a `gr.Blocks`) around `estimator`; `note` is shown under the title."""
+    import gradio as gr
+
+    from dajax.io.images import ImageReadError, read_image
+
+    def predict(path):
+        if not path:
+            raise gr.Error("Upload an image first.")
+        try:
+            image = read_image(path)
+        except ImageReadError as e:
+            raise gr.Error(str(e)) from None
+        stem = os.path.splitext(os.path.basename(path))[0]
+        out = depth_downloads(estimator, image, tempfile.mkdtemp(prefix="dajax-app-"), stem, fov)
+        return (image, out["picture"]), out["gray"], out["png16"], out["npy"], out.get("ply")
+
+    with gr.Blocks(title="dajax: Depth Anything") as demo:
+        gr.Markdown("# Depth Anything (dajax)\n" + note)
+        with gr.Row():
+            image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"])
+            slider = gr.ImageSlider(
+                label="Image | depth", type="numpy", format="png", elem_id="depth-slider"
+            )
+        run = gr.Button("Compute depth", variant="primary")
+        with gr.Row():
+            gray = gr.File(label="Grayscale depth (PNG, white = near)", elem_id="gray")
+            png16 = gr.File(label="16-bit depth (PNG with scale and offset)", elem_id="png16")
+            npy = gr.File(label="Raw depth (float32 .npy)", elem_id="npy")
+            ply = gr.File(
+                label="Point cloud (PLY, metres)", visible=estimator.metric, elem_id="ply"
+            )
+        run.click(predict, inputs=image, outputs=[slider, gray, png16, npy, ply])
+    return demo
+
+
+THEME_FONTS = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["monospace"]}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every option's help states its default."""
+    p = argparse.ArgumentParser(prog="python -m dajax.app", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--weights",
+        help="checkpoint, as for dajax.predict (default: none, random demo weights)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    p.add_argument(
+        "--input-size", type=int, default=518, help="shorter network side (default: %(default)s)"
+    )
+    p.add_argument(
+        "--pos-embed",
+        choices=["official", "hf"],
+        default="official",
+        help="position-embedding resize rule, see dajax.predict (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fov",
+        type=float,
+        default=60.0,
+        help="horizontal field of view for metric point clouds, degrees (default: %(default)s)",
+    )
+    return p
+
+
+def load(args: argparse.Namespace):
+    """The estimator for `args`: the checkpoint, or a seeded random ViT-S."""
+    from dajax.inference import DepthEstimator
+    from dajax.models import ModelConfig
+
+    if not args.weights:
+        config = ModelConfig.from_variant("vits", "v2")
+        return DepthEstimator.random(config, input_size=args.input_size)
+    return DepthEstimator.from_pretrained(
+        args.weights, input_size=args.input_size, pos_embed=args.pos_embed
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serves the page until interrupted; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        estimator = load(args)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not args.weights:
+        print("demo: no --weights, so random weights run (the page says so)", file=sys.stderr)
+    import gradio as gr
+
+    demo = build_app(estimator, describe(estimator, args.weights), args.fov)
+    demo.launch(
+        server_name=args.host, server_port=args.port, theme=gr.themes.Default(**THEME_FONTS)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""`python -m dajax.app`: the Gradio page in a real (headless Chromium) browser, offline."""
+
+import io
+import os
+import shutil
+import socket
+import urllib.request
+
+import cv2
+import matplotlib.cbook
+import numpy as np
+import pytest
+
+from dajax import app
+from dajax.inference import DepthEstimator
+from dajax.io.depth_png import read_depth_png16
+from dajax.io.pointcloud import read_ply
+from dajax.models import ModelConfig
+from dajax.visualize import depth_picture
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+PHOTO = str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
+]
+
+
+def tiny_estimator(**changes) -> DepthEstimator:
+    config = ModelConfig(
+        encoder="custom",
+        version="v2",
+        dim=128,
+        depth=4,
+        heads=2,
+        layers=(0, 1, 2, 3),
+        features=32,
+        out_channels=(16, 32, 64, 64),
+        pretrain_grid=7,
+    )
+    return DepthEstimator.random(config.replace(**changes), input_size=56)
+
+
+def test_metric_models_also_offer_a_point_cloud(tmp_path):
+    est = tiny_estimator(head="metric", max_depth=20.0)
+    image = cv2.resize(cv2.imread(PHOTO), (51, 60))[:, :, ::-1]
+    out = app.depth_downloads(est, image, str(tmp_path), "photo", fov=60.0)
+    depth = np.load(out["npy"])
+    points, colors = read_ply(out["ply"])
+    assert len(points) == np.count_nonzero(depth > 0) and colors.dtype == np.uint8
+    np.testing.assert_allclose(np.sort(points[:, 2]), np.sort(depth[depth > 0]), rtol=1e-6)
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"  # set on import, before gradio
+    assert "metres" in app.describe(est, "m.pth") and "random" in app.describe(est, None)
+
+
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_upload_a_photo_and_get_its_depth_in_the_browser(browser, tmp_path):
+    import gradio as gr
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    est = tiny_estimator()
+    demo = app.build_app(est, app.describe(est, None))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    theme = gr.themes.Default(**app.THEME_FONTS)
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        theme=theme,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+    )
+    try:
+        browser.get(url)
+        wait = WebDriverWait(browser, 30)
+        upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=file]"))
+        assert "random demo weights" in browser.find_element(By.TAG_NAME, "body").text
+        upload.send_keys(PHOTO)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img[src*='grace_hopper']"))
+        browser.find_element(By.XPATH, "//button[contains(., 'Compute depth')]").click()
+        links = {}
+        for name in ("gray", "png16", "npy"):
+            link = wait.until(lambda d, n=name: d.find_element(By.CSS_SELECTOR, f"#{n} a"))
+            links[name] = link.get_attribute("href")
+        slider = browser.find_elements(By.CSS_SELECTOR, "#depth-slider img")
+        shown = [img.get_attribute("src") for img in slider]
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.save_screenshot(str(tmp_path / "page.png"))
+        resources = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+        )
+        files = {name: _fetch(href) for name, href in links.items()}
+        pictures = [
+            cv2.imdecode(np.frombuffer(_fetch(src), np.uint8), 1)[:, :, ::-1] for src in shown
+        ]
+    finally:
+        demo.close()
+    photo = cv2.imread(PHOTO)[:, :, ::-1]
+    depth = est(photo)
+    np.testing.assert_allclose(np.load(io.BytesIO(files["npy"])), depth, rtol=1e-5)
+    (tmp_path / "d_16.png").write_bytes(files["png16"])
+    back = read_depth_png16(tmp_path / "d_16.png")
+    assert np.abs(back - depth).max() <= np.ptp(depth) / 65535 + 1e-6
+    gray = cv2.imdecode(np.frombuffer(files["gray"], np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(gray, depth_picture(depth, False, "gray")[:, :, 0])
+    assert len(pictures) == 2
+    np.testing.assert_array_equal(pictures[0], photo)
+    assert np.abs(pictures[1].astype(int) - depth_picture(depth, False, "spectral_r")).max() <= 1
+    assert cv2.imread(str(tmp_path / "page.png")).shape[1] == 1280  # the screenshot decodes
+    assert all(r.startswith(url) for r in resources), "the page fetched from outside"
