@@ -130,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pos-embed",
         choices=["official", "hf"],
-        default="official",
-        help="position-embedding resize rule, see dajax.predict (default: %(default)s)",
+        default=None,
+        help="position-embedding resize rule, see dajax.predict (default: the rule a converted "
+        "folder saved, else official)",
     )
     p.add_argument(
         "--fov",

@@ -92,13 +92,14 @@ class DepthEstimator:
         max_depth: float | None = None,
         input_size: int = 518,
         dtype: str = "float32",
-        pos_embed: str = "official",
+        pos_embed: str | None = None,
         max_side: int | None = None,
     ) -> DepthEstimator:
         """Loads an official `.pth`, a Hugging Face `.safetensors` or a dajax checkpoint.
 
         See `dajax.weights.pretrained.load_depth_anything` for how `arch`, `version`, `head`
-        and `max_depth` are inferred when not given, and for `pos_embed`.
+        and `max_depth` are inferred when not given, and for `pos_embed` (None: the rule a
+        converted folder saved, else 'official').
         """
         config, params = load_depth_anything(
             path, arch=arch, version=version, head=head, max_depth=max_depth, pos_embed=pos_embed

@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pos-embed",
         choices=["official", "hf"],
-        default="official",
+        default=None,
         help="how position embeddings are resized to the input: 'official' (DINOv2's rule, as "
-        "the released .pth) or 'hf' (transformers' rule, as its pipelines)",
+        "the released .pth) or 'hf' (transformers' rule, as its pipelines) (default: the rule a "
+        "converted folder saved, else official)",
     )
     p.add_argument("--input-size", type=int, default=518, help="shorter network-input side, pixels")
     p.add_argument(
@@ -126,24 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--video", action="store_true", help="--input is a video; write OUT/<stem>_depth.mp4"
     )
     return p
-
-
-def resolve_weights(spec: str) -> str:
-    """A local checkpoint path; `hf:REPO/FILE` is downloaded with huggingface_hub."""
-    if not spec.startswith("hf:"):
-        return spec
-    repo, _, filename = spec[3:].rpartition("/")
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:
-        raise SystemExit("error: --weights hf:... needs `pip install huggingface_hub`") from None
-    try:
-        return hf_hub_download(repo_id=repo, filename=filename)
-    except Exception as e:  # noqa: BLE001 - any hub/network failure becomes one clear message
-        raise SystemExit(
-            f"error: could not download {filename} from {repo} ({e}); "
-            "download it on a machine with network access and pass the file"
-        ) from None
 
 
 def output_suffixes(args: argparse.Namespace) -> list[str]:
@@ -259,7 +242,7 @@ def load_estimator(args: argparse.Namespace):
         return DepthEstimator.random(config, **sizes)
     try:
         return DepthEstimator.from_pretrained(
-            resolve_weights(args.weights),
+            args.weights,
             args.arch,
             args.version,
             pos_embed=args.pos_embed,
@@ -303,9 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         estimator = load_estimator(args)
     except SystemExit as e:
-        if isinstance(e.code, str):  # resolve_weights' message
-            print(e.code, file=sys.stderr)
-            return 2
         return e.code
     if args.ply and not estimator.metric:
         print(
