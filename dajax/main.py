@@ -43,14 +43,6 @@ STAGE_CONFIGS = {
 # Errors that mean bad input (files, paths, values), not a bug: one line without --debug.
 USER_ERRORS = (OSError, ValueError, FloatingPointError, WorkdirLockedError)
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "experiment config file[:args] (required)", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, logs and exports go (required)")
-_DEBUG = flags.DEFINE_bool(
-    "debug", False, "show full tracebacks instead of one-line errors (or DAJAX_DEBUG=1)"
-)
-
 USAGE = "usage: python -m dajax.main --config=configs/<stage>.py[:args] --workdir=DIR"
 
 
@@ -124,11 +116,11 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def config_help(config_arg: str) -> str:
+def config_help(config_arg: str, config) -> str:
     """`--config=FILE --help`: the config file's docstring, then each field and its value."""
     path = Path(config_arg.split(":", 1)[0])
     doc = ast.get_docstring(ast.parse(path.read_text())) or "(no docstring)"
-    fields = [f"  {name} = {value!r}" for name, value in _flatten(_CONFIG.value.to_dict())]
+    fields = [f"  {name} = {value!r}" for name, value in _flatten(config.to_dict())]
     return f"{path}\n\n{doc}\n\nFields (override with --config.FIELD=VALUE):\n" + "\n".join(fields)
 
 
@@ -151,17 +143,25 @@ def _plain(value):
     return value
 
 
-def parse_flags(argv: list[str]) -> None:
-    """Parses `argv` (program name first) into the flags; raises UsageError with one line."""
+def parse_flags(argv: list[str]):
+    """Parses `argv` (program name first); returns (config or None, workdir or None).
+
+    Raises UsageError with one line for a missing or failing config file, an unknown flag or
+    config field, or a value of the wrong type.
+    """
     config_arg = _config_arg(argv)
     if config_arg is not None and not os.path.isfile(config_arg.split(":", 1)[0]):
         raise UsageError(f"--config: {config_arg.split(':', 1)[0]}: no such config file")
-    flags.FLAGS.unparse_flags()  # main() may run more than once in a process
-    saved_argv, sys.argv = sys.argv, argv  # config_flags reads its overrides from sys.argv
+    values = flags.FlagValues()  # fresh per call: main() may run more than once in a process
+    config = config_flags.DEFINE_config_file(
+        "config", None, "experiment config file[:args]", values, lock_config=True, sys_argv=argv
+    )
+    workdir = flags.DEFINE_string("workdir", None, "output folder", flag_values=values)
+    flags.DEFINE_bool("debug", False, "full tracebacks", flag_values=values)
     try:
-        extra = flags.FLAGS(argv)[1:]
+        extra = values(argv)[1:]
         if config_arg is not None:
-            _CONFIG.value.get("stage")  # a config that failed to load raises here
+            config.value.get("stage")  # a config that failed to load raises here
     except (AttributeError, KeyError) as err:
         raise UsageError(_unknown_field(argv, err)) from err
     except flags.Error as err:  # config_flags embeds a config's traceback in the message
@@ -170,10 +170,9 @@ def parse_flags(argv: list[str]) -> None:
         raise UsageError(_one_line(err)) from err
     except Exception as err:  # a config file may raise anything while it is built
         raise UsageError(f"--config={config_arg}: {_last_line(err)}") from err
-    finally:
-        sys.argv = saved_argv
     if extra:
         raise UsageError(f"unexpected arguments {extra}; {USAGE}")
+    return config.value, workdir.value
 
 
 def _unknown_field(argv: list[str], err: BaseException) -> str:
@@ -214,19 +213,18 @@ def main(argv: list[str] | None = None) -> int:
     wants_help = any(a in ("-h", "--help", "-help", "--helpfull") for a in argv)
     argv = [a for a in argv if a not in ("-h", "--help", "-help", "--helpfull")]
     try:
-        parse_flags(argv)
+        config, workdir = parse_flags(argv)
         if wants_help:
             config_arg = _config_arg(argv)
-            print(config_help(config_arg) if config_arg else help_text())
+            print(config_help(config_arg, config) if config_arg else help_text())
             return 0
-        if _CONFIG.value is None or _WORKDIR.value is None:
+        if config is None or workdir is None:
             raise UsageError(USAGE)
         stages = _stages()
-        stage = _CONFIG.value.stage
-        if stage not in stages:
-            raise UsageError(f"unknown stage {stage!r}; expected one of {sorted(stages)}")
+        if config.stage not in stages:
+            raise UsageError(f"unknown stage {config.stage!r}; expected one of {sorted(stages)}")
         runtime.initialize()
-        stages[stage](_CONFIG.value, _WORKDIR.value)
+        stages[config.stage](config, workdir)
     except USER_ERRORS as err:
         if debug:
             raise
