@@ -169,6 +169,12 @@ class TrainCheckpointer:
                 state = self.restore(step, abstract_state, data_iterator)
             except Exception as err:  # Orbax, TensorStore and json raise many types
                 reason = corruption_reason(self._step_dir(step), err)
+                if reason is None and isinstance(err, ValueError):
+                    first_line = (str(err).splitlines() or [""])[0]
+                    raise ValueError(
+                        f"{self._step_dir(step)}: does not fit this run's model or optimiser "
+                        f"({first_line}); was the workdir trained with another config?"
+                    ) from err
                 if reason is None:
                     raise
             if _everywhere(reason is None):

@@ -43,8 +43,9 @@ def _holder(path: str) -> str:
     )
 
 
-def _try_lock(path: str) -> int:
-    """An open descriptor of `path` holding its exclusive flock; raises WorkdirLockedError."""
+def _try_lock(path: str) -> int | None:
+    """An open descriptor of `path` holding its exclusive flock (None where the file system
+    has no flock: a warning, no lock); raises WorkdirLockedError."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -55,6 +56,10 @@ def _try_lock(path: str) -> int:
                 f"{path}: this workdir is in use by {_holder(path)}; wait for that run to end "
                 "or choose another --workdir"
             ) from None
+        except OSError as err:  # e.g. ENOLCK: a file system without flock
+            os.close(fd)
+            log.warning("%s: cannot lock the workdir (%s); running unlocked", path, err.strerror)
+            return None
         try:
             same_file = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -96,7 +101,8 @@ def locked_workdir(workdir: str):
         os.makedirs(workdir, exist_ok=True)
         try:
             fd = _try_lock(path)
-            _write_holder(fd)
+            if fd is not None:
+                _write_holder(fd)
         except WorkdirLockedError as e:
             error = e
     if not _all_agree(error is None):

@@ -109,3 +109,13 @@ def test_resume_skips_corrupt_steps_and_keeps_them_aside(validated_run, tmp_path
     assert "resumed from step 4" in caplog.text
     assert len(glob.glob(_last_step_dir(workdir, 5) + ".corrupt-*")) == 1
     assert read_metrics(workdir)[-1]["step"] == 6
+
+
+def test_a_checkpoint_of_another_model_is_an_error_not_corruption(validated_run, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(validated_run, workdir)
+    config = _config(6)
+    config.model.custom = dict(config.model.custom, features=8)
+    with pytest.raises(ValueError, match="checkpoints/4: does not fit this run's model"):
+        teacher.run(config, workdir)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
