@@ -114,3 +114,12 @@ def test_a_config_outside_the_checkout_loads_from_any_directory(tmp_path):
     )
     assert out.returncode == 2, out.stderr
     assert "error: unknown stage 'nope'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_empty_image_folder_path_is_not_called_a_missing_folder():
+    from dajax.data.unlabeled import list_images
+
+    with pytest.raises(
+        ValueError, match=r"^no image folder or list file given \(the path is empty\)"
+    ):
+        list_images("")

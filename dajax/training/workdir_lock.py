@@ -103,7 +103,7 @@ def locked_workdir(workdir: str):
             fd = _try_lock(path)
             if fd is not None:
                 _write_holder(fd)
-        except WorkdirLockedError as e:
+        except (WorkdirLockedError, OSError) as e:  # raised on every process, below
             error = e
     if not _all_agree(error is None):
         raise error or WorkdirLockedError(f"{path}: process 0 could not lock the workdir")
