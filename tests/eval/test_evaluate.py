@@ -119,7 +119,9 @@ def test_eval_config_reads_each_benchmark_from_its_root():
 def test_evaluation_shows_a_progress_bar_named_after_the_dataset(capsys):
     gts = _gts(n=5)
     outputs = {i: (1.0 / gt).astype(np.float32) for i, gt in enumerate(gts)}
-    evaluate(FakeEstimator(outputs), _records(gts), Bench(1e-3, 10.0), "relative", 2, progress="nyu")
+    evaluate(
+        FakeEstimator(outputs), _records(gts), Bench(1e-3, 10.0), "relative", 2, progress="nyu"
+    )
     err = capsys.readouterr().err
     assert "nyu:" in err and "/5 [" in err
     evaluate(FakeEstimator(outputs), _records(gts), Bench(1e-3, 10.0), "relative", 2)

@@ -88,6 +88,7 @@ def test_resume_skips_corrupt_steps_and_keeps_them_aside(validated_run, tmp_path
     with open(os.path.join(aside, "data", "process_0-of-1.json")) as f:
         assert f.read() == '{"next_ind'  # kept as it was
     # Log lines start on their own line, never glued to the progress bar's last frame.
+    assert "steps: " in err and "LOG step 3: " in err
     for segment in re.split(r"[\r\n]", err):
         if "LOG step" in segment:
             assert segment.startswith("LOG step"), segment
