@@ -191,6 +191,8 @@ class TrainCheckpointer:
         """Renames step `step`'s folder to `<step>.corrupt-<UTC time>` (process 0)."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside = f"{self._step_dir(step)}.corrupt-{stamp}"
+        while os.path.exists(aside):  # the same step set aside twice within a second
+            aside += "+"
         log.warning(
             "checkpoint step %d is unreadable, skipped: %s (moved to %s)", step, reason, aside
         )

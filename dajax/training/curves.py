@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 CURVES_FILE = "curves.png"
 
@@ -64,6 +65,7 @@ def plot_curves(records: list[dict], path: str) -> list[str]:
             ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=key)
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()

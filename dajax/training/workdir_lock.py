@@ -74,7 +74,7 @@ def _write_holder(fd: int) -> None:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "command": " ".join(sys.argv),
+        "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
     }
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps(info).encode())
