@@ -98,4 +98,24 @@ def loop(total_steps: int, demo: bool) -> dict:
         # fsdp: devices per FSDP group (1 = data parallel); arrays with fewer elements than
         # fsdp_min_size stay replicated.
         "mesh": ml_collections.ConfigDict({"fsdp": 1, "fsdp_min_size": 2**16}),
+        # Validation during training (dajax.training.validation): every `eval_every` steps
+        # (0 = off) and at the end, the eval stage's protocol on `eval`; `best.json` records
+        # the step with the lowest AbsRel.
+        "eval_every": 0,
+        "eval": validation(demo),
     }
+
+
+def validation(demo: bool) -> ml_collections.ConfigDict:
+    """`config.eval`: the validation source with its depth range (metres) and crop, as an entry
+    of `configs/eval.py`'s benchmark table (default: 48 held-out procedural scenes)."""
+    return ml_collections.ConfigDict(
+        {
+            "data": procedural(48, 96, 99),
+            "min_depth": 1e-3,
+            "max_depth": 80.0,
+            "crop": "none",  # 'eigen' (NYU) | 'garg' (KITTI) | 'none'
+            "input_size": 84 if demo else 518,
+            "batch_size": 8 if demo else 4,
+        }
+    )

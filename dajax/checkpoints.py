@@ -10,7 +10,9 @@ directory holding:
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 
 import jax
 import numpy as np
@@ -18,6 +20,8 @@ import orbax.checkpoint as ocp
 
 from dajax.models import DepthAnything, ModelConfig, param_shapes
 from dajax.runtime import sync_processes
+
+log = logging.getLogger("dajax")
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
@@ -148,6 +152,56 @@ class TrainCheckpointer:
             items["data"] = self._grain.checkpoint.CheckpointRestore(data_iterator)
         return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
+    def restore_newest_readable(self, abstract_state, data_iterator=None):
+        """Restores the newest step that reads back; returns (step, state), or None if none does.
+
+        A step whose files are damaged (a truncated array file, a corrupt JSON; see
+        `corruption_reason`) is logged with the reason, moved aside to
+        `<directory>/<step>.corrupt-<UTC time>` (kept for inspection, invisible to Orbax) and
+        the next older step is tried. Any other restore error (e.g. a checkpoint of a different
+        model) propagates. With several processes, a step counts as readable only if it is on
+        every process. The iterator is left as it was when no step restores.
+        """
+        initial = data_iterator.get_state() if data_iterator is not None else None
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            reason, state = None, None
+            try:
+                state = self.restore(step, abstract_state, data_iterator)
+            except Exception as err:  # Orbax, TensorStore and json raise many types
+                reason = corruption_reason(self._step_dir(step), err)
+                if reason is None and isinstance(err, ValueError):
+                    first_line = (str(err).splitlines() or [""])[0]
+                    raise ValueError(
+                        f"{self._step_dir(step)}: does not fit this run's model or optimiser "
+                        f"({first_line}); was the workdir trained with another config?"
+                    ) from err
+                if reason is None:
+                    raise
+            if _everywhere(reason is None):
+                return step, state
+            self._set_aside(step, reason or "unreadable on another process")
+        if initial is not None:
+            data_iterator.set_state(initial)
+        return None
+
+    def _step_dir(self, step: int) -> str:
+        return os.path.join(os.fspath(self.manager.directory), str(step))
+
+    def _set_aside(self, step: int, reason: str) -> None:
+        """Renames step `step`'s folder to `<step>.corrupt-<UTC time>` (process 0)."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = f"{self._step_dir(step)}.corrupt-{stamp}"
+        while os.path.exists(aside):  # the same step set aside twice within a second
+            aside += "+"
+        log.warning(
+            "checkpoint step %d is unreadable, skipped: %s (moved to %s)", step, reason, aside
+        )
+        sync_processes("checkpoint_set_aside_start")
+        if jax.process_index() == 0:
+            os.rename(self._step_dir(step), aside)
+        sync_processes("checkpoint_set_aside_done")
+        self.manager.reload()
+
     def restore_params(self, step: int, abstract_params):
         """Restores only `state.params` of step `step` (no optimiser state, no iterator).
 
@@ -172,3 +226,50 @@ class TrainCheckpointer:
         """Waits for saves and releases the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+# TensorStore's status codes (and phrases) for a file that is short, garbled or missing.
+_READ_FAILURES = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND", "Error reading", "Error decoding")
+_JSON_FILES = (".json", "_CHECKPOINT_METADATA", "_METADATA")
+
+
+def corruption_reason(step_dir: str, error: BaseException) -> str | None:
+    """Why a checkpoint step failed to restore, if its files are damaged; else None.
+
+    Names the file where it can: a JSON file of the step that does not parse, or the array
+    store TensorStore could not read (its message names the store's folder and the array).
+    """
+    for root, _, files in os.walk(step_dir):
+        for name in sorted(files):
+            if name.endswith(_JSON_FILES):
+                path = os.path.join(root, name)
+                try:
+                    with open(path) as f:
+                        json.load(f)
+                except (OSError, ValueError) as err:
+                    return f"{path}: {type(err).__name__}: {err}"
+    for err in _exception_chain(error):
+        message = str(err).splitlines()[0] if str(err) else ""
+        if isinstance(err, (json.JSONDecodeError, FileNotFoundError, EOFError)):
+            return f"{step_dir}: {type(err).__name__}: {message}"
+        if any(code in message for code in _READ_FAILURES):
+            return message
+    return None
+
+
+def _exception_chain(error: BaseException) -> list[BaseException]:
+    """`error`, then its causes/contexts, innermost last."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def _everywhere(ok: bool) -> bool:
+    """Whether `ok` holds on every process (a one-integer all-gather; no-op in one process)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.min(multihost_utils.process_allgather(np.int32(ok))))

@@ -4,22 +4,50 @@
     python -m dajax.main --config=configs/student.py:demo --workdir=runs/demo
     python -m dajax.main --config=configs/student.py --config.total_steps=1000 --workdir=W
 
-`config.stage` picks the function from `STAGES`; each is `run(config, workdir)`.
+`config.stage` picks the function from `_stages()`; each is `run(config, workdir)`. Mistakes a
+user can fix (a missing file, a mistyped config path, argument or field, a locked workdir)
+end with one `error:` line and exit status 2; `--debug` (or `DAJAX_DEBUG=1`) shows the
+traceback instead.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import os
+import re
 import sys
+import textwrap
+from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from dajax import runtime
+from dajax.training.workdir_lock import WorkdirLockedError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "experiment config file", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, logs and exports go")
+# The checkout holding `dajax/` and `configs/`; configs import `configs.common`.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Stage -> the config file (and `:args`) that runs it, for `--help`.
+STAGE_CONFIGS = {
+    "teacher": "configs/teacher.py",
+    "pseudo_label": "configs/pseudo_label.py",
+    "student": "configs/student.py",
+    "demo": "configs/student.py:demo",
+    "metric": "configs/metric.py",
+    "eval": "configs/eval.py",
+    "classify": "configs/classify.py",
+}
+
+# Errors that mean bad input (files, paths, values), not a bug: one line without --debug.
+USER_ERRORS = (OSError, ValueError, FloatingPointError, WorkdirLockedError)
+
+USAGE = "usage: python -m dajax.main --config=configs/<stage>.py[:args] --workdir=DIR"
+
+
+class UsageError(ValueError):
+    """A command-line mistake (flags, config path, config field)."""
 
 
 def _stages():
@@ -38,17 +66,172 @@ def _stages():
     }
 
 
-def main(argv) -> None:
-    del argv
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        sys.exit("usage: python -m dajax.main --config=configs/<stage>.py[:args] --workdir=DIR")
-    runtime.initialize()
-    stages = _stages()
-    stage = _CONFIG.value.stage
-    if stage not in stages:
-        sys.exit(f"unknown stage {stage!r}; expected one of {sorted(stages)}")
-    stages[stage](_CONFIG.value, _WORKDIR.value)
+def make_configs_importable() -> None:
+    """Lets a config file anywhere (outside the checkout, any working directory) import
+    `configs.common`, by appending the checkout to `sys.path` when `configs` is not found."""
+    if importlib.util.find_spec("configs") is None and (REPO_ROOT / "configs").is_dir():
+        sys.path.append(str(REPO_ROOT))
+
+
+def _config_arg(argv: list[str]) -> str | None:
+    """The value of `--config=...` (or `--config ...`) in `argv`, if any."""
+    for i, arg in enumerate(argv):
+        if arg.startswith(("--config=", "-config=")):
+            return arg.split("=", 1)[1]
+        if arg in ("--config", "-config") and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _first_docstring_line(path: Path) -> str:
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    return doc.split("\n\n")[0].replace("\n", " ")
+
+
+def help_text() -> str:
+    """`--help`: usage, the stages with their configs, and every option with its default."""
+    lines = [USAGE, "", "Stages (config.stage; the config file's docstring documents its :args):"]
+    for stage, config in STAGE_CONFIGS.items():
+        path = REPO_ROOT / config.split(":")[0]
+        summary = _first_docstring_line(path) if path.is_file() else ""
+        lines.append(f"  {stage:<13}--config={config}")
+        lines.append(
+            textwrap.fill(summary, 98, initial_indent=" " * 15, subsequent_indent=" " * 15)
+        )
+    lines += [
+        "",
+        "Options:",
+        "  --config=FILE[:ARGS]    the experiment config (required; no default). ARGS are the",
+        "                          file's `get_config` arguments, e.g. `:demo` or",
+        "                          `:variant=vitl,steps=1000`; FILE may lie anywhere.",
+        "  --config.FIELD=VALUE    override one config field (default: the config's value).",
+        "  --workdir=DIR           where checkpoints, logs and exports go (required; no default).",
+        "  --debug                 full tracebacks instead of one-line errors (default: off;",
+        "                          DAJAX_DEBUG=1 does the same).",
+        "  -h, --help              this text; with --config=FILE, the config's docstring and",
+        "                          every field with its default value.",
+        "",
+        f"Config files live in {REPO_ROOT / 'configs'}.",
+    ]
+    return "\n".join(lines)
+
+
+def config_help(config_arg: str, config) -> str:
+    """`--config=FILE --help`: the config file's docstring, then each field and its value."""
+    path = Path(config_arg.split(":", 1)[0])
+    doc = ast.get_docstring(ast.parse(path.read_text())) or "(no docstring)"
+    fields = [f"  {name} = {value!r}" for name, value in _flatten(config.to_dict())]
+    return f"{path}\n\n{doc}\n\nFields (override with --config.FIELD=VALUE):\n" + "\n".join(fields)
+
+
+def _flatten(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", _plain(value)))
+    return out
+
+
+def _plain(value):
+    """ConfigDicts inside tuples (e.g. `data.labeled`) as plain dicts, for printing."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def parse_flags(argv: list[str]):
+    """Parses `argv` (program name first); returns (config or None, workdir or None).
+
+    Raises UsageError with one line for a missing or failing config file, an unknown flag or
+    config field, or a value of the wrong type.
+    """
+    config_arg = _config_arg(argv)
+    if config_arg is not None and not os.path.isfile(config_arg.split(":", 1)[0]):
+        raise UsageError(f"--config: {config_arg.split(':', 1)[0]}: no such config file")
+    values = flags.FlagValues()  # fresh per call: main() may run more than once in a process
+    config = config_flags.DEFINE_config_file(
+        "config", None, "experiment config file[:args]", values, lock_config=True, sys_argv=argv
+    )
+    workdir = flags.DEFINE_string("workdir", None, "output folder", flag_values=values)
+    flags.DEFINE_bool("debug", False, "full tracebacks", flag_values=values)
+    try:
+        extra = values(argv)[1:]
+        if config_arg is not None:
+            config.value.get("stage")  # a config that failed to load raises here
+    except (AttributeError, KeyError) as err:
+        raise UsageError(_unknown_field(argv, err)) from err
+    except flags.Error as err:  # config_flags embeds a config's traceback in the message
+        if "Traceback" in str(err):
+            raise UsageError(f"--config={config_arg}: {_last_line(err)}") from err
+        raise UsageError(_one_line(err)) from err
+    except Exception as err:  # a config file may raise anything while it is built
+        raise UsageError(f"--config={config_arg}: {_last_line(err)}") from err
+    if extra:
+        raise UsageError(f"unexpected arguments {extra}; {USAGE}")
+    return config.value, workdir.value
+
+
+def _unknown_field(argv: list[str], err: BaseException) -> str:
+    """'--config.a.bx: no such config field (did you mean "b"?)' from ml_collections' error."""
+    text = str(err.args[0] if err.args else err)
+    key = re.search(r"'(\w+)'", text)
+    hint = re.search(r'Did you mean "(\w+)"', text)
+    overrides = [a.split("=", 1)[0] for a in argv if a.startswith(("--config.", "-config."))]
+    culprit = next(
+        (o for o in overrides if key and key.group(1) in o.split(".")[1:]),
+        " ".join(overrides) or "--config",
+    )
+    suggestion = f' (did you mean "{hint.group(1)}"?)' if hint else ""
+    return f"{culprit}: no such config field{suggestion}"
+
+
+def _last_line(err: BaseException) -> str:
+    """One line for an error raised while a config loaded: its innermost message's last line
+    (config_flags embeds the config's traceback in its message)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the stage the config names; returns the exit status (2 for a user error)."""
+    argv = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    debug = os.environ.get("DAJAX_DEBUG") == "1" or any(
+        a in ("--debug", "-debug", "--debug=true") for a in argv
+    )
+    make_configs_importable()
+    wants_help = any(a in ("-h", "--help", "-help", "--helpfull") for a in argv)
+    argv = [a for a in argv if a not in ("-h", "--help", "-help", "--helpfull")]
+    try:
+        config, workdir = parse_flags(argv)
+        if wants_help:
+            config_arg = _config_arg(argv)
+            print(config_help(config_arg, config) if config_arg else help_text())
+            return 0
+        if config is None or workdir is None:
+            raise UsageError(USAGE)
+        stages = _stages()
+        if config.stage not in stages:
+            raise UsageError(f"unknown stage {config.stage!r}; expected one of {sorted(stages)}")
+        runtime.initialize()
+        stages[config.stage](config, workdir)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

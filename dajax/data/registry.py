@@ -54,8 +54,37 @@ SOURCES = {
 }
 
 
+# The fields of each kind that name a file or folder.
+PATH_FIELDS = {
+    "image_folder": ("path",),
+    "pseudo_labels": ("path",),
+    "nyu_mat": ("path",),
+    "nyu_h5": ("path",),
+    "kitti": ("list_file", "data_root", "depth_root"),
+    "paired_folders": ("images", "depths"),
+    "sintel": ("path",),
+    "ddad": ("path",),
+    "eth3d": ("path",),
+    "diode": ("path",),
+}
+
+# Where the configs keep the sources users most often leave empty.
+EMPTY_PATH_HINTS = {
+    "image_folder": "e.g. --config.data.unlabeled.path=photos/",
+    "pseudo_labels": "e.g. --config.data.pseudo.path=runs/pl/shards, the pseudo_label output",
+}
+
+
 def build_source(spec):
-    """A random-access source from `spec.kind` and its fields."""
+    """A random-access source from `spec.kind` and its fields.
+
+    Raises:
+      ValueError: an unknown kind, or a path field left empty (named, with how to set it).
+    """
     if spec.kind not in SOURCES:
         raise ValueError(f"unknown data source kind {spec.kind!r}; expected one of {list(SOURCES)}")
+    for field in PATH_FIELDS.get(spec.kind, ()):
+        if not spec.get(field):
+            hint = EMPTY_PATH_HINTS.get(spec.kind, f"--config.<where the source is>.{field}=PATH")
+            raise ValueError(f"data source {spec.kind!r}: {field!r} is empty; set it ({hint})")
     return SOURCES[spec.kind](spec)

@@ -12,6 +12,8 @@ log = logging.getLogger("dajax")
 
 def list_images(spec: str) -> list[str]:
     """Image paths under a folder (recursive, sorted) or listed in a .txt file."""
+    if not spec:
+        raise ValueError("no image folder or list file given (the path is empty)")
     if os.path.isdir(spec):
         paths = find_images(spec)
     elif os.path.isfile(spec):

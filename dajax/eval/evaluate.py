@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
 from dajax.data.registry import build_source
 from dajax.eval.align import relative_depth_metrics
@@ -115,7 +116,15 @@ def _score(protocol: str, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, be
 _relative_jit = jax.jit(relative_depth_metrics, static_argnums=3)
 
 
-def evaluate(estimator, source, bench, protocol: str, batch_size: int = 4, flip=False) -> dict:
+def evaluate(
+    estimator,
+    source,
+    bench,
+    protocol: str,
+    batch_size: int = 4,
+    flip=False,
+    progress: str | None = None,
+) -> dict:
     """Scores `estimator` on every record of `source`.
 
     Args:
@@ -123,6 +132,7 @@ def evaluate(estimator, source, bench, protocol: str, batch_size: int = 4, flip=
       source: random-access records `{image [H, W, 3] uint8, depth [H, W] m, mask [H, W]}`.
       bench: the dataset's evaluation settings (`Bench`).
       protocol: 'relative' or 'metric'.
+      progress: the label of a progress bar over the images (on process 0), or None for none.
 
     Returns:
       {metric: mean over images with valid pixels} plus 'images' (how many were scored).
@@ -132,13 +142,23 @@ def evaluate(estimator, source, bench, protocol: str, batch_size: int = 4, flip=
     """
     keys = RELATIVE_KEYS if protocol == "relative" else METRIC_KEYS
     scores: dict[str, list] = {k: [] for k in keys} | {"valid": []}
-    for start in range(0, len(source), batch_size):
-        records = [source[i] for i in range(start, min(start + batch_size, len(source)))]
-        preds = predict(estimator, [r["image"] for r in records], batch_size, flip)
-        for record, pred in zip(records, preds, strict=True):
-            s = _score(protocol, pred, record["depth"], _eval_region(record, bench), bench)
-            for k in scores:
-                scores[k].append(s[k])
+    bar = tqdm(
+        total=len(source),
+        desc=progress,
+        unit="img",
+        leave=False,
+        disable=progress is None or jax.process_index() != 0,
+        dynamic_ncols=True,
+    )
+    with bar:
+        for start in range(0, len(source), batch_size):
+            records = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+            preds = predict(estimator, [r["image"] for r in records], batch_size, flip)
+            for record, pred in zip(records, preds, strict=True):
+                s = _score(protocol, pred, record["depth"], _eval_region(record, bench), bench)
+                for k in scores:
+                    scores[k].append(s[k])
+            bar.update(len(records))
     means = average_over_images(scores) if protocol == "metric" else _relative_means(scores)
     return means | {"images": int(np.sum(scores["valid"]))}
 
@@ -189,7 +209,9 @@ def run(config, workdir: str) -> dict:
         bench = Bench(spec.min_depth, spec.max_depth, spec.crop, head)
         source = build_source(spec.data)
         log.info("evaluating %s on %s: %d images", config.weights, name, len(source))
-        results[name] = evaluate(estimator, source, bench, protocol, config.batch_size, config.flip)
+        results[name] = evaluate(
+            estimator, source, bench, protocol, config.batch_size, config.flip, progress=name
+        )
     reference = config.reference[protocol].get(estimator.config.encoder)
     table = format_table(results, protocol, reference.to_dict() if reference else None)
     if jax.process_index() == 0:
@@ -209,7 +231,7 @@ def evaluate_checkpoints(checkpoints: dict[str, str], eval_cfg, workdir: str) ->
     for name, path in checkpoints.items():
         estimators[name] = DepthEstimator.from_pretrained(path, input_size=eval_cfg.input_size)
     results = {
-        name: evaluate(est, source, bench, "relative", eval_cfg.batch_size)
+        name: evaluate(est, source, bench, "relative", eval_cfg.batch_size, progress=name)
         for name, est in estimators.items()
     }
     table = format_table(results, "relative").replace("| dataset |", "| model |", 1)

@@ -1,8 +1,8 @@
 """The generic training loop shared by the teacher, student and metric fine-tuning stages.
 
 Recipes supply the pieces (initial params, optimiser, loss, input iterator, frozen trees);
-this module does the jit/sharding recipe, checkpoint/resume, preemption, logging and the
-non-finite guard.
+this module does the workdir lock, the jit/sharding recipe, checkpoint/resume, preemption,
+logging (metrics.jsonl, TensorBoard, curves.png), validation and the non-finite guard.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dajax import checkpoints, runtime, sharding
 from dajax.models import ModelConfig
+from dajax.training import validation
 from dajax.training.metrics_log import MetricsLog
 from dajax.training.state import LossFn, TrainState, create_state, make_train_step
+from dajax.training.workdir_lock import locked_workdir
 
 log = logging.getLogger("dajax")
 
@@ -98,13 +101,34 @@ class _Preemption:
 def train(recipe: Recipe, config, workdir: str) -> TrainState:
     """Runs (or resumes) `config.total_steps` steps; returns the final state.
 
+    The workdir is locked for the run (`workdir_lock`: a second run on it refuses to start).
+    Resuming restores the newest readable checkpoint (a damaged newer one is moved aside).
     Raises `Preempted` (after saving) when the process receives SIGTERM.
 
     Config fields used: `seed`, `total_steps`, `log_every`, `checkpoint_every`,
-    `keep_checkpoints`, `mesh.fsdp`, `mesh.fsdp_min_size`.
+    `keep_checkpoints`, `mesh.fsdp`, `mesh.fsdp_min_size`, and, when `eval_every > 0`,
+    `eval` (validation, see `dajax.training.validation`).
     """
-    _write_run_files(workdir, config, recipe.model_config)
-    mesh = sharding.make_mesh(config.mesh.fsdp)
+    with locked_workdir(workdir):
+        _write_run_files(workdir, config, recipe.model_config)
+        mesh = sharding.make_mesh(config.mesh.fsdp)
+        state, state_sh, frozen = _initial_state(recipe, config, mesh)
+        ckpt = checkpoints.TrainCheckpointer(
+            os.path.join(workdir, "checkpoints"), config.checkpoint_every, config.keep_checkpoints
+        )
+        try:
+            restored = ckpt.restore_newest_readable(_abstract(state, state_sh), recipe.batches)
+            if restored is not None:
+                state = restored[1]
+                log.info("resumed from step %d", restored[0])
+            with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+                return _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt)
+        finally:
+            ckpt.close()
+
+
+def _initial_state(recipe: Recipe, config, mesh):
+    """(fresh sharded state, its shardings, sharded frozen tree) from `recipe.init_params`."""
     host_params = recipe.init_params()
     runtime.sync_processes("train_params_ready")  # hosts may finish loading far apart
     abstract = jax.eval_shape(lambda p: create_state(p, recipe.tx), host_params)
@@ -115,23 +139,23 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
     if recipe.frozen:  # sharded like the params: FSDP splits a frozen ViT-G as well
         frozen_sh = sharding.state_shardings(recipe.frozen, mesh, config.mesh.fsdp_min_size)
         frozen = jax.device_put(recipe.frozen, frozen_sh)
+    return state, state_sh, frozen
 
-    ckpt = checkpoints.TrainCheckpointer(
-        os.path.join(workdir, "checkpoints"), config.checkpoint_every, config.keep_checkpoints
+
+def _abstract(state, shardings):
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings
     )
-    start = ckpt.latest_step()
-    if start is not None:
-        abstract_sharded = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh
-        )
-        state = ckpt.restore(start, abstract_sharded, recipe.batches)
-        log.info("resumed from step %d", start)
 
+
+def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> TrainState:
+    """The step loop from `state.step` to `config.total_steps`: log, validate, save."""
     step_fn = jax.jit(
         make_train_step(recipe.loss_fn, recipe.tx, config.seed),
         out_shardings=(state_sh, sharding.replicated(mesh)),
         donate_argnums=0,
     )
+    validator = validation.from_config(config, recipe.model_config, workdir)
     metrics_log = MetricsLog(workdir)
     preemption = _Preemption()
     compiled = None
@@ -153,15 +177,20 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
                 t_log = time.perf_counter()
             state, metrics = compiled(state, batch, frozen)
             step += 1
-            if step % config.log_every == 0 or step == config.total_steps:
+            last = step == config.total_steps
+            if step % config.log_every == 0 or last:
                 _check_finite(step, state, metrics)
                 seconds_per_step = (time.perf_counter() - t_log) / (step - step_log)
                 if recipe.learning_rates:
                     metrics = dict(metrics, **recipe.learning_rates(step - 1))
                 _log_step(step, metrics, batch, seconds_per_step, metrics_log)
-                t_log, step_log = time.perf_counter(), step
                 if recipe.on_log:
                     recipe.on_log(step, state, metrics_log)
+            if validator and (step % config.eval_every == 0 or last):
+                validator(step, state.params, metrics_log)
+            if step % config.log_every == 0 or last:
+                metrics_log.write_curves()
+                t_log, step_log = time.perf_counter(), step
             preempted = preemption.requested()
             ckpt.save(step, state, recipe.batches, force=preempted)
             progress.update(1)
@@ -173,7 +202,7 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
     finally:
         progress.close()
         preemption.restore()
-        ckpt.close()
+        metrics_log.write_curves()
         metrics_log.close()
     return state
 

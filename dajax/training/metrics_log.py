@@ -1,4 +1,4 @@
-"""Training logs: JSONL scalars, TensorBoard scalars and images, on process 0 only."""
+"""Training logs: JSONL scalars, TensorBoard scalars and images, curves.png, on process 0."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 import jax
 import numpy as np
 
+from dajax.training.curves import CURVES_FILE, plot_curves
+
 
 class MetricsLog:
     """Appends `{"step": s, name: value, ...}` lines to `workdir/metrics.jsonl` and mirrors
@@ -16,6 +18,7 @@ class MetricsLog:
 
     def __init__(self, workdir: str):
         self.active = jax.process_index() == 0
+        self.workdir = workdir
         self._tb = None
         if not self.active:
             return
@@ -42,6 +45,11 @@ class MetricsLog:
         """Logs one [H, W, 3] uint8 image to TensorBoard."""
         if self.active:
             self._tb.add_image(name, rgb, step, dataformats="HWC")
+
+    def write_curves(self) -> None:
+        """Redraws `workdir/curves.png` from everything `metrics.jsonl` holds."""
+        if self.active:
+            plot_curves(read_metrics(self.workdir), os.path.join(self.workdir, CURVES_FILE))
 
     def close(self) -> None:
         """Flushes and closes the files."""

@@ -107,6 +107,14 @@ def labeled_preview(model, config):
     return depth_preview(model, images, config.image_every)
 
 
+def gather_to_host(params):
+    """The whole params tree as numpy on every process (every process must call it: with
+    several processes the shards are all-gathered)."""
+    if jax.process_count() > 1:
+        return multihost_utils.process_allgather(params, tiled=True)
+    return jax.device_get(params)
+
+
 def export(workdir: str, params, config: ModelConfig) -> str:
     """Writes params as the inference checkpoint `workdir/export`; every process calls it.
 
@@ -116,11 +124,8 @@ def export(workdir: str, params, config: ModelConfig) -> str:
     """
     path = os.path.join(workdir, "export")
     staging = path + ".tmp"
-    if jax.process_count() > 1:
-        runtime.sync_processes("export_start")
-        host_params = multihost_utils.process_allgather(params, tiled=True)
-    else:
-        host_params = jax.device_get(params)
+    runtime.sync_processes("export_start")
+    host_params = gather_to_host(params)
     if jax.process_index() == 0:
         shutil.rmtree(staging, ignore_errors=True)
     checkpoints.save_inference_params(staging, host_params, config)

@@ -129,3 +129,15 @@ def test_eval_config_reads_each_benchmark_from_its_root():
     assert single.reference.relative.vits.nyu.abs_rel == 0.053
     with pytest.raises(ValueError, match="unknown dataset 'kitty'"):
         eval_config.get_config("dataset=kitty")
+
+
+def test_evaluation_shows_a_progress_bar_named_after_the_dataset(capsys):
+    gts = _gts(n=5)
+    outputs = {i: (1.0 / gt).astype(np.float32) for i, gt in enumerate(gts)}
+    evaluate(
+        FakeEstimator(outputs), _records(gts), Bench(1e-3, 10.0), "relative", 2, progress="nyu"
+    )
+    err = capsys.readouterr().err
+    assert "nyu:" in err and "/5 [" in err
+    evaluate(FakeEstimator(outputs), _records(gts), Bench(1e-3, 10.0), "relative", 2)
+    assert capsys.readouterr().err == ""  # no label, no bar

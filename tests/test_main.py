@@ -1,0 +1,125 @@
+"""`python -m dajax.main`: one-line errors for a user's mistakes, --help, configs anywhere."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from dajax import main as cli
+from dajax.data.registry import build_source
+from dajax.training.workdir_lock import locked_workdir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEACHER = os.path.join(ROOT, "configs", "teacher.py")
+EVAL = os.path.join(ROOT, "configs", "eval.py")
+
+
+def _error_line(capsys, argv) -> str:
+    """Runs the CLI in-process; asserts exit status 2 and a single stderr line; returns it."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([f"--config={ROOT}/configs/teachr.py", "--workdir=W"], "teachr.py: no such config file"),
+        ([f"--config={TEACHER}:dmo", "--workdir=W"], "unknown config argument 'dmo'"),
+        (
+            [f"--config={TEACHER}:demo", "--config.init.dinov=x", "--workdir=W"],
+            '--config.init.dinov: no such config field (did you mean "dinov2"?)',
+        ),
+        ([f"--config={TEACHER}:demo", "--config.total_steps=ten", "--workdir=W"], "total_steps"),
+        ([f"--config={TEACHER}:demo", "--workdr=W"], "Unknown command line flag 'workdr'"),
+        ([f"--config={TEACHER}:demo"], "usage: python -m dajax.main"),
+    ],
+)
+def test_config_mistakes_are_one_line(capsys, argv, expected):
+    assert expected in _error_line(capsys, argv)
+
+
+def test_missing_weights_and_data_files_are_one_line(capsys, tmp_path):
+    missing = tmp_path / "nope.pth"
+    line = _error_line(capsys, [f"--config={EVAL}:weights={missing}", f"--workdir={tmp_path}"])
+    assert line == f"error: {missing}: no such checkpoint file"
+    metric = os.path.join(ROOT, "configs", "metric.py")
+    argv = [f"--config={metric}:dataset=nyu,root={tmp_path}/nyu", f"--workdir={tmp_path}/w"]
+    assert f"{tmp_path}/nyu: NYUv2 h5 folder not found" in _error_line(capsys, argv)
+
+
+def test_debug_shows_the_traceback(monkeypatch, tmp_path):
+    argv = [f"--config={EVAL}:weights={tmp_path}/nope.pth", f"--workdir={tmp_path}", "--debug"]
+    with pytest.raises(FileNotFoundError):
+        cli.main(argv)
+    monkeypatch.setenv("DAJAX_DEBUG", "1")
+    with pytest.raises(FileNotFoundError):
+        cli.main(argv[:-1])
+
+
+def test_a_locked_workdir_names_its_holder(capsys, tmp_path):
+    workdir = str(tmp_path / "run")
+    with locked_workdir(workdir):
+        line = _error_line(capsys, [f"--config={TEACHER}:demo", f"--workdir={workdir}"])
+    assert "this workdir is in use by host" in line and f"pid {os.getpid()}" in line
+    assert not os.path.exists(os.path.join(workdir, "config.json"))  # nothing was touched
+
+
+def test_an_empty_data_path_says_which_field_to_set():
+    from configs import student
+
+    with pytest.raises(ValueError, match=r"'path' is empty; .*--config\.data\.unlabeled\.path="):
+        build_source(student.get_config("online").data.unlabeled)
+    with pytest.raises(ValueError, match=r"'pseudo_labels': 'path' is empty"):
+        build_source(student.get_config().data.pseudo)
+
+
+def test_help_lists_stages_options_and_a_configs_fields(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert set(cli.STAGE_CONFIGS) == set(cli._stages())
+    for stage, config in cli.STAGE_CONFIGS.items():
+        assert f"  {stage}" in out and f"--config={config}" in out
+    assert "Teacher: DINOv2 encoder + fresh DPT head" in out  # from the config's docstring
+    for option in ("--config=FILE", "--config.FIELD=VALUE", "--workdir=DIR", "--debug"):
+        line = next(line for line in out.splitlines() if line.strip().startswith(option))
+        assert "default" in line, line
+    assert cli.main([f"--config={TEACHER}:demo", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Without real labeled data" in out  # the config's docstring
+    assert "  total_steps = 150" in out and "  eval_every = 0" in out
+
+
+def test_a_config_outside_the_checkout_loads_from_any_directory(tmp_path):
+    """Only `dajax` is importable (as from an installed package); `configs` is not on the
+    path, and the copied config imports `configs.common`."""
+    packages = tmp_path / "site"
+    packages.mkdir()
+    os.symlink(os.path.join(ROOT, "dajax"), packages / "dajax")
+    config = tmp_path / "my_teacher.py"
+    shutil.copy(TEACHER, config)
+    env = dict(os.environ, PYTHONPATH=str(packages), JAX_PLATFORMS="cpu")
+    env.pop("DAJAX_DEBUG", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "dajax.main", f"--config={config}:demo", "--config.stage=nope"]
+        + ["--workdir=w"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "error: unknown stage 'nope'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_empty_image_folder_path_is_not_called_a_missing_folder():
+    from dajax.data.unlabeled import list_images
+
+    with pytest.raises(
+        ValueError, match=r"^no image folder or list file given \(the path is empty\)"
+    ):
+        list_images("")
