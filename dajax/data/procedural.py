@@ -68,7 +68,6 @@ class SceneSpec:
     ambient: float
     objects: tuple[Primitive, ...]
     max_depth: float
-    roll_deg: float = 0.0  # camera rotation about its optical axis, positive counter-clockwise
 
 
 def _random_texture(rng: np.random.Generator) -> Texture:
@@ -84,7 +83,7 @@ def _random_texture(rng: np.random.Generator) -> Texture:
 
 
 def sample_scene(
-    rng: np.random.Generator, style: str = "indoor", max_objects: int = 6, max_roll: float = 0.0
+    rng: np.random.Generator, style: str = "indoor", max_objects: int = 6
 ) -> SceneSpec:
     """Draws a random scene description.
 
@@ -92,9 +91,6 @@ def sample_scene(
       rng: the randomness (use `np.random.default_rng((seed, index))` for determinism).
       style: 'indoor' (room) or 'outdoor' (ground plane + sky).
       max_objects: upper bound on the number of objects (at least 1).
-      max_roll: degrees; the camera's roll is uniform in ±max_roll (a hand-held camera's
-        tilted horizon). It is drawn after everything else, so a scene differs from its
-        level twin (max_roll=0) only in the roll.
     """
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
@@ -131,17 +127,13 @@ def sample_scene(
         ambient=float(rng.uniform(0.25, 0.5)),
         objects=tuple(objects),
         max_depth=20.0 if indoor else 80.0,
-        roll_deg=float(rng.uniform(-max_roll, max_roll)) if max_roll else 0.0,
     )
 
 
 def _camera_rotation(spec: SceneSpec) -> np.ndarray:
-    """Camera-to-world rotation [3, 3]: roll about the optical axis, then pitch (tilt about x;
-    negative looks down)."""
-    p, r = np.radians(spec.pitch_deg), np.radians(spec.roll_deg)
-    pitch = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
-    roll = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return (pitch @ roll).astype(np.float32)
+    """Camera-to-world rotation [3, 3] for the pitch (tilt about x; negative looks down)."""
+    p = np.radians(spec.pitch_deg)
+    return np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]], np.float32)
 
 
 def _rays(spec: SceneSpec, height: int, width: int) -> np.ndarray:
@@ -302,21 +294,15 @@ def _surface_color(spec: SceneSpec, k: int, n_background: int, p: np.ndarray, li
 
 
 def render_scene(
-    index: int,
-    height: int = 518,
-    width: int = 518,
-    style: str = "indoor",
-    seed: int = 0,
-    max_roll: float = 0.0,
+    index: int, height: int = 518, width: int = 518, style: str = "indoor", seed: int = 0
 ) -> dict:
-    """Scene `index` of the seeded family (camera roll in ±`max_roll` degrees): a labeled record.
+    """Scene `index` of the seeded family: a labeled record.
 
     Returns:
       `{image [H,W,3] uint8, depth [H,W] float32 metres (0 where invalid), mask [H,W] bool,
       source: 'procedural_<style>'}`.
     """
-    rng = np.random.default_rng((seed, index, STYLES.index(style)))
-    spec = sample_scene(rng, style, max_roll=max_roll)
+    spec = sample_scene(np.random.default_rng((seed, index, STYLES.index(style))), style)
     out = render(spec, height, width)
     depth = np.where(out["mask"], out["depth"], 0.0).astype(np.float32)
     return {
@@ -336,7 +322,6 @@ class ProceduralScenes:
       styles: styles cycled by index (index % len(styles)).
       seed: family seed; disjoint seeds give disjoint train / held-out sets.
       images_only: the "unlabeled" view: records hold only `image` and `source`.
-      max_roll: camera roll range in degrees (±); 0 keeps every horizon level.
     """
 
     def __init__(
@@ -347,11 +332,9 @@ class ProceduralScenes:
         styles=STYLES,
         seed: int = 0,
         images_only: bool = False,
-        max_roll: float = 0.0,
     ):
         self.num_scenes, self.height, self.width = num_scenes, height, width
         self.styles, self.seed, self.images_only = tuple(styles), seed, images_only
-        self.max_roll = max_roll
 
     def __len__(self) -> int:
         return self.num_scenes
@@ -360,7 +343,7 @@ class ProceduralScenes:
         if not 0 <= index < self.num_scenes:
             raise IndexError(f"scene {index} out of range [0, {self.num_scenes})")
         style = self.styles[index % len(self.styles)]
-        record = render_scene(int(index), self.height, self.width, style, self.seed, self.max_roll)
+        record = render_scene(int(index), self.height, self.width, style, self.seed)
         if self.images_only:
             return {"image": record["image"], "source": record["source"]}
         return record

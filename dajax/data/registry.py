@@ -11,13 +11,7 @@ from dajax.eval.benchmarks import DDAD, DIODE, ETH3D, Sintel
 
 def _procedural(spec, images_only: bool):
     return ProceduralScenes(
-        spec.num_scenes,
-        spec.height,
-        spec.width,
-        tuple(spec.styles),
-        spec.seed,
-        images_only,
-        spec.get("max_roll", 0.0),
+        spec.num_scenes, spec.height, spec.width, tuple(spec.styles), spec.seed, images_only
     )
 
 

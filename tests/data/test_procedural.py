@@ -55,15 +55,3 @@ def test_source_and_unlabeled_view():
     np.testing.assert_array_equal(unlabeled[0]["image"], source[0]["image"])
     with pytest.raises(IndexError):
         source[5]
-
-
-def test_camera_roll_rotates_the_view_and_keeps_the_rest_of_the_scene():
-    level = render_scene(2, 48, 48, "outdoor", seed=3)
-    spec = sample_scene(np.random.default_rng((3, 2, 1)), "outdoor", max_roll=30.0)
-    assert spec.roll_deg != 0.0 and abs(spec.roll_deg) <= 30.0
-    unrolled = render(dataclasses.replace(spec, roll_deg=0.0), 48, 48)
-    np.testing.assert_array_equal(unrolled["image"], level["image"])  # same scene, level
-    # A 90° roll turns the level horizon (sky above, ground below) into a vertical one.
-    turned = render(dataclasses.replace(spec, roll_deg=90.0, pitch_deg=0.0), 48, 48)["mask"]
-    level_mask = render(dataclasses.replace(spec, roll_deg=0.0, pitch_deg=0.0), 48, 48)["mask"]
-    np.testing.assert_array_equal(turned, np.rot90(level_mask, k=-1))
