@@ -204,16 +204,17 @@ def run_encoder(encoder: str, args, device: torch.device, cores: str) -> None:
             )
 
 
-def pinned_runs(args, argv: list[str]) -> None:
-    """Runs this script once per entry of `args.cores`, each in a process restricted to that
-    many of this process's cores (0: all), before JAX or PyTorch size their thread pools."""
+def pinned_runs(script: str, core_counts: list[int], argv: list[str]) -> None:
+    """Runs `script` with `argv` once per entry of `core_counts`, each in a process restricted
+    to that many of this process's cores (0: all) before JAX or PyTorch size their thread
+    pools; the process finds its label ('1', '2 (all)') in $DAJAX_BENCH_CORES."""
     allowed = sorted(os.sched_getaffinity(0))
-    for cores in args.cores:
+    for cores in core_counts:
         use = allowed[:cores] if cores else allowed
         env = dict(os.environ, DAJAX_BENCH_CORES=f"{len(use)}{'' if cores else ' (all)'}")
         start = (
             f"import os, runpy; os.sched_setaffinity(0, {use}); "
-            f"runpy.run_path({os.path.abspath(__file__)!r}, run_name='__main__')"
+            f"runpy.run_path({os.path.abspath(script)!r}, run_name='__main__')"
         )
         subprocess.run([sys.executable, "-c", start, *argv], env=env, check=True)
 
@@ -250,7 +251,7 @@ def main() -> None:
         )
         print("|---" * (12 if args.served else 11) + "|", flush=True)
         if device.type == "cpu" and jax.default_backend() == "cpu":
-            pinned_runs(args, sys.argv[1:])
+            pinned_runs(__file__, args.cores, sys.argv[1:])
             return
         cores = "-"
     for encoder in args.encoders:
