@@ -5,12 +5,13 @@ convolution with batch and features swapped) outside its fast convolution path: 
 at 296² takes ~20x its forward time, a 1x1 conv ~60x. Here, on CPUs, the gradient is
 `dK[i, j] = Σ_{b,h,w} x_pad[b, s·h + i, s·w + j, :]ᵀ dY[b, h, w, :]`: one strided slice and
 one matmul per tap (7x and 60x faster for those convs). Other platforms keep autodiff's
-gradient (cuDNN's and the TPU's own kernels). Values and input gradients are unchanged.
+gradient (cuDNN's and the TPU's own kernels). Float32 values and input gradients are unchanged.
 
 Forward values: in half precision on CPUs the convolution asks for a float32 result and rounds
 it once (`dajax.models.precision`). A 1x1 convolution with stride 1 and no padding is a matmul
-over the channels (`pointwise`), differentiated as one: XLA:CPU's convolution took ~50 ms for
-the DPT head's last 1x1 conv (32 channels to 1 at 518²), a matmul ~2 ms.
+over the channels (`pointwise`), differentiated as one (its kernel gradient is then the one-tap
+matmul above on every platform): XLA:CPU's convolution took ~50 ms for the DPT head's last
+1x1 conv (32 channels to 1 at 518²), a matmul ~2 ms.
 
 `conv_general_dilated` is a drop-in for `nn.Conv(..., conv_general_dilated=...)` for NHWC/HWIO
 convolutions without dilation or groups, the only kind dajax's models use.
