@@ -206,3 +206,24 @@ def model_flops(jitted, *args) -> int:
     """
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
     return jaxpr_flops(jitted.trace(*abstract).jaxpr.jaxpr)
+
+
+# The /proc/cpuinfo flags that decide which matmul kernels a CPU gets (AVX-512, bf16, AMX).
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_model_and_flags(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
+    """The CPU's model name and which of `CPU_FLAGS` it has, from `cpuinfo` (Linux); ('', [])
+    where the file is missing."""
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        return "", []
+    fields = {}
+    for line in text.splitlines():  # "key<tabs>: value", one block per logical CPU
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    have = set(fields.get("flags", "").split())
+    return fields.get("model name", ""), [f for f in CPU_FLAGS if f in have]

@@ -45,22 +45,29 @@ def _contract_rows(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
 
-def _attend(q, k, v):
-    """softmax(q kᵀ / √d) v for q [.., M, d], k, v [.., N, d] in one piece -> (output [.., M, d],
-    log-sum-exp of the scores [.., M] float32); scores and softmax in float32."""
-    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-    s = jnp.matmul(q * scale, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
+def _attend(q, k_t, v):
+    """softmax(q kᵀ / √d) v for q [.., M, d], k_t = kᵀ [.., d, N], v [.., N, d] in one piece ->
+    (output [.., M, d], log-sum-exp of the scaled scores [.., M] float32).
+
+    Written for XLA:CPU's fast paths: both matmuls take the inputs' dtype with a float32
+    result, kᵀ comes in [d, N] layout (a bf16 q·kᵀ contracting both operands' last axes was
+    run in float32) and the 1/√d scale is applied to the float32 scores, not to q. The scores'
+    max, exp and rounding to v's dtype fuse into the first matmul; each row is normalised
+    after the second matmul ([M, d] divisions instead of [M, N]).
+    """
+    scale = q.shape[-1] ** -0.5
+    s = jnp.matmul(q, k_t, preferred_element_type=jnp.float32)
     m = s.max(axis=-1, keepdims=True)
-    e = jnp.exp(s - m)
-    total = e.sum(axis=-1, keepdims=True)
-    out = jnp.matmul((e / total).astype(v.dtype), v, preferred_element_type=jnp.float32)
-    return out.astype(q.dtype), (m + jnp.log(total))[..., 0]
+    e = jnp.exp((s - m) * scale).astype(v.dtype)
+    total = e.sum(axis=-1, keepdims=True, dtype=jnp.float32)
+    out = jnp.matmul(e, v, preferred_element_type=jnp.float32) / total
+    return out.astype(q.dtype), (m * scale + jnp.log(total))[..., 0]
 
 
 def _forward(q, k, v):
     """One head: q, k, v [N, d] -> (output [N, d], log-sum-exp of the scores [N] float32)."""
-    n = q.shape[0]
-    out, lse = jax.lax.map(lambda q_block: _attend(q_block, k, v), _split(q, *_blocking(n)))
+    n, k_t = q.shape[0], k.T  # kᵀ made once per head, outside the loop over query blocks
+    out, lse = jax.lax.map(lambda q_block: _attend(q_block, k_t, v), _split(q, *_blocking(n)))
     return _merge(out, n), _merge(lse, n)
 
 
@@ -85,8 +92,8 @@ def _head_attention_bwd(residuals, d_out):
     def block(carry, xs):
         dk, dv = carry
         q_block, d_out_block, lse_block, delta_block = xs
-        s = jnp.dot(q_block * jnp.asarray(scale, q.dtype), k.T, preferred_element_type=f32)
-        p = jnp.exp(s - lse_block[:, None])
+        s = jnp.dot(q_block, k_t, preferred_element_type=f32)
+        p = jnp.exp(s * scale - lse_block[:, None])
         dv = dv + _contract_rows(p.astype(d_out.dtype), d_out_block)
         dp = jnp.dot(d_out_block, v.T, preferred_element_type=f32)
         ds = p * (dp - delta_block[:, None])
@@ -94,6 +101,7 @@ def _head_attention_bwd(residuals, d_out):
         dk = dk + _contract_rows(ds.astype(q.dtype), q_block) * scale
         return (dk, dv), dq_block.astype(q.dtype)
 
+    k_t = k.T
     zeros = jnp.zeros((n, d), f32)
     xs = tuple(_split(x, blocks, rows) for x in (q, d_out, lse, delta))
     (dk, dv), dq = jax.lax.scan(block, (zeros, zeros), xs)
@@ -105,7 +113,7 @@ _head_attention.defvjp(_head_attention_fwd, _head_attention_bwd)
 
 def dense_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
     """softmax(q kᵀ / √d) v over [B, heads, N, d] in one piece (scores and softmax in float32)."""
-    return _attend(q, k, v)[0]
+    return _attend(q, jnp.swapaxes(k, -1, -2), v)[0]
 
 
 def blocked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:

@@ -5,7 +5,13 @@ convolution with batch and features swapped) outside its fast convolution path: 
 at 296² takes ~20x its forward time, a 1x1 conv ~60x. Here, on CPUs, the gradient is
 `dK[i, j] = Σ_{b,h,w} x_pad[b, s·h + i, s·w + j, :]ᵀ dY[b, h, w, :]`: one strided slice and
 one matmul per tap (7x and 60x faster for those convs). Other platforms keep autodiff's
-gradient (cuDNN's and the TPU's own kernels). Values and input gradients are unchanged.
+gradient (cuDNN's and the TPU's own kernels). Float32 values and input gradients are unchanged.
+
+Forward values: in half precision on CPUs the convolution asks for a float32 result and rounds
+it once (`dajax.models.precision`). A 1x1 convolution with stride 1 and no padding is a matmul
+over the channels (`pointwise`), differentiated as one (its kernel gradient is then the one-tap
+matmul above on every platform): XLA:CPU's convolution took ~50 ms for the DPT head's last
+1x1 conv (32 channels to 1 at 518²), a matmul ~2 ms.
 
 `conv_general_dilated` is a drop-in for `nn.Conv(..., conv_general_dilated=...)` for NHWC/HWIO
 convolutions without dilation or groups, the only kind dajax's models use.
@@ -20,13 +26,41 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dajax.models.precision import result_dtype
+
 _NHWC = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # NHWC, HWIO, NHWC
 
 
-def _plain(x, kernel, strides, padding, precision):
+def _plain(x, kernel, strides, padding, precision, result=None):
     return lax.conv_general_dilated(
-        x, kernel, strides, padding, dimension_numbers=_NHWC, precision=precision
+        x,
+        kernel,
+        strides,
+        padding,
+        dimension_numbers=_NHWC,
+        precision=precision,
+        preferred_element_type=result,
     )
+
+
+def _value(x, kernel, strides, padding, precision):
+    """The convolution in x's dtype, computed with a float32 result where `result_dtype` says
+    so (the backward differentiates the plain convolution: same values up to that rounding)."""
+    return _plain(x, kernel, strides, padding, precision, result_dtype(x.dtype)).astype(x.dtype)
+
+
+def pointwise(x: jnp.ndarray, kernel: jnp.ndarray, precision=None) -> jnp.ndarray:
+    """A 1x1 convolution, stride 1, no padding, as a matmul: x [B, H, W, Cin], kernel
+    [1, 1, Cin, Cout] -> [B, H, W, Cout] in x's dtype (float32 result where `result_dtype`
+    says so)."""
+    out = lax.dot_general(
+        x,
+        kernel[0, 0],
+        (((3,), (0,)), ((), ())),
+        precision=precision,
+        preferred_element_type=result_dtype(x.dtype),
+    )
+    return out.astype(x.dtype)
 
 
 def kernel_grad_by_taps(x, d_out, kernel_shape, strides, padding, precision=None):
@@ -63,11 +97,11 @@ def kernel_grad_by_taps(x, d_out, kernel_shape, strides, padding, precision=None
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv(x, kernel, strides, padding, precision):
-    return _plain(x, kernel, strides, padding, precision)
+    return _value(x, kernel, strides, padding, precision)
 
 
 def _conv_fwd(x, kernel, strides, padding, precision):
-    return _plain(x, kernel, strides, padding, precision), (x, kernel)
+    return _value(x, kernel, strides, padding, precision), (x, kernel)
 
 
 def _conv_bwd(strides, padding, precision, residuals, d_out):
@@ -100,7 +134,8 @@ def conv_general_dilated(
     precision=None,
 ) -> jnp.ndarray:
     """`lax.conv_general_dilated` for lhs [B, H, W, Cin] and rhs [kh, kw, Cin, Cout], as
-    `nn.Conv` calls it; the kernel gradient on CPUs is `kernel_grad_by_taps`."""
+    `nn.Conv` calls it; the kernel gradient on CPUs is `kernel_grad_by_taps`, and a 1x1
+    convolution with stride 1 and no padding is `pointwise`."""
     dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
@@ -115,4 +150,6 @@ def conv_general_dilated(
     ) != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC):
         raise ValueError(f"dajax.models.conv takes NHWC/HWIO, got {dimension_numbers}")
     padding = tuple(tuple(int(p) for p in pair) for pair in padding)
+    if rhs.shape[:2] == (1, 1) and tuple(window_strides) == (1, 1) and not any(sum(padding, ())):
+        return pointwise(lhs, rhs, precision)
     return _conv(lhs, rhs, tuple(window_strides), padding, precision)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-from dajax.models import conv, resample
+from dajax.models import conv, precision, resample
 from dajax.models.blocked_attention import blocked_attention
 from dajax.models.layer_norm import DeferredLayerNorm, LayerNorm
 from dajax.models.variants import PATCH_SIZE, swiglu_hidden
@@ -67,7 +67,8 @@ def folded_dense(
 
     Returns:
       [..., O] in `dtype`: `x @ kernel' + bias'` with kernel' = s[:, None] · kernel · g and
-      bias' = (t @ kernel + bias) · g, folded in float32 and cast to `dtype` once. The affines
+      bias' = (t @ kernel + bias) · g, folded in float32 and cast to `dtype` once; the matmul's
+      result is float32 where `precision.result_dtype` says so (bf16 on CPUs). The affines
       then cost weight-sized work instead of activation-sized passes, forward and backward: in
       a ViT-L train step on an H100 the LayerNorms' scale/bias gradients and the LayerScales'
       multiplies took 11 of 95 memory-bound GB (`benchmarks/roofline.py`).
@@ -81,7 +82,8 @@ def folded_dense(
         kernel32 = kernel32 * out_scale.astype(jnp.float32)
         bias32 = bias32 * out_scale.astype(jnp.float32)
     kernel, bias = checkpoint_name((kernel32.astype(dtype), bias32.astype(dtype)), FOLDED_WEIGHTS)
-    return jnp.dot(x.astype(dtype), kernel) + bias
+    out = jnp.dot(x.astype(dtype), kernel, preferred_element_type=precision.result_dtype(dtype))
+    return (out + bias).astype(dtype)
 
 
 class AffineDense(nn.Module):

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dajax.models import conv
+from dajax.models.precision import result_dtype
 from dajax.models.resample import resize_bilinear
 from dajax.models.variants import PATCH_SIZE
 
@@ -61,8 +62,10 @@ class PatchUpsample(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         b, h, w, _ = x.shape
-        y = jnp.einsum("bhwc,ijco->bhiwjo", x, kernel)
-        return y.reshape(b, h * k, w * k, self.features) + bias
+        y = jnp.einsum(
+            "bhwc,ijco->bhiwjo", x, kernel, preferred_element_type=result_dtype(self.dtype)
+        )
+        return (y.reshape(b, h * k, w * k, self.features) + bias).astype(self.dtype)
 
 
 class ResidualConvUnit(nn.Module):

@@ -79,3 +79,21 @@ def test_sharded_batch_needs_no_collective():
     grads = jax.jit(lambda *a: _value_and_grads(attend, *a))
     hlo = grads.lower((spec,) * 3, spec).compile().as_text()
     assert not any(op in hlo for op in ("all-gather", "all-to-all", "all-reduce"))
+
+
+def _textbook(q, k, v):
+    """softmax(q kᵀ / √d) v in float32, written out."""
+    q, k, v = (a.astype(jnp.float32) for a in (q, k, v))
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, precision="highest") / q.shape[-1] ** 0.5
+    return jnp.einsum("bhqk,bhkd->bhqd", jax.nn.softmax(scores, axis=-1), v, precision="highest")
+
+
+@pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)])
+def test_blocked_values_match_the_textbook_form(dtype, tol):
+    # float32: exact up to rounding; bfloat16 (same bf16 inputs): the probabilities are rounded
+    # to bf16 for the second matmul, a relative error of at most ~2^-8 per term.
+    qkv, _ = _qkv_and_cotangent((1, 2, 300, 64), dtype)
+    got = jax.jit(ba.blocked_attention)(*qkv)
+    want = _textbook(*qkv)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(np.float32(got), want, atol=tol * float(jnp.abs(want).max()))
