@@ -36,16 +36,43 @@ def _padded_kernel(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarra
     padded = -(-n // BLOCK) * BLOCK
     pad = lambda a: jnp.pad(a, ((0, 0), (0, 0), (0, padded - n), (0, 0)))  # noqa: E731
     ids = jnp.broadcast_to((jnp.arange(padded) < n).astype(jnp.int32), (b, padded))
-    blocks = pallas_flash.BlockSizes.get_default(b, q.shape[1], padded, padded, d)
     out = pallas_flash.flash_attention(
         pad(q),
         pad(k),
         pad(v),
         segment_ids=pallas_flash.SegmentIds(q=ids, kv=ids),
         sm_scale=d**-0.5,
-        block_sizes=blocks,
+        block_sizes=pallas_flash.BlockSizes.get_default(b, q.shape[1], padded, padded, d),
     )
     return out[:, :, :n]
+
+
+def _kernel_precision(dtype) -> str:
+    """Mosaic has no float32 contract precision for half-precision operands, so a process-wide
+    `jax_default_matmul_precision='highest'` would fail the kernels' compile: they trace at
+    'default' unless the inputs are float32."""
+    return "highest" if dtype == jnp.float32 else "default"
+
+
+@jax.custom_vjp
+def _kernel(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+    """`_padded_kernel` with its forward and backward kernels traced at `_kernel_precision`
+    (the backward traces when the gradient is taken, outside any forward context)."""
+    with jax.default_matmul_precision(_kernel_precision(q.dtype)):
+        return _padded_kernel(q, k, v)
+
+
+def _kernel_fwd(q, k, v):
+    with jax.default_matmul_precision(_kernel_precision(q.dtype)):
+        return jax.vjp(_padded_kernel, q, k, v)
+
+
+def _kernel_bwd(pullback, grad):
+    with jax.default_matmul_precision(_kernel_precision(grad.dtype)):
+        return pullback(grad)
+
+
+_kernel.defvjp(_kernel_fwd, _kernel_bwd)
 
 
 def _split_axes(mesh, sizes: list[int]) -> list[tuple[str, ...]]:
@@ -67,9 +94,9 @@ def flash_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarr
     (and head) slice."""
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
-        return _padded_kernel(q, k, v)
+        return _kernel(q, k, v)
     batch_axes, head_axes = _split_axes(mesh, [q.shape[0], q.shape[1]])
     spec = P(batch_axes or None, head_axes or None)
     return jax.shard_map(
-        _padded_kernel, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec, check_vma=False
+        _kernel, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec, check_vma=False
     )(q, k, v)
