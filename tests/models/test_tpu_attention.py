@@ -29,9 +29,7 @@ def test_padded_tokens_are_masked_forward_and_backward():
     q, k, v = _qkv(1, 2, 130)
     with pltpu.force_tpu_interpret_mode():
         out = jax.jit(tpu_attention.flash_attention)(q, k, v)
-        grads = jax.jit(jax.grad(_loss(tpu_attention.flash_attention), argnums=(0, 1, 2)))(
-            q, k, v
-        )
+        grads = jax.jit(jax.grad(_loss(tpu_attention.flash_attention), argnums=(0, 1, 2)))(q, k, v)
     assert out.shape == q.shape
     np.testing.assert_allclose(out, _jax_nn_attention(q, k, v), atol=2e-5)
     want = jax.grad(_loss(_jax_nn_attention), argnums=(0, 1, 2))(q, k, v)
