@@ -1,4 +1,5 @@
-"""What the benchmarks run on: the JAX device, PyTorch's device, and the peak for MFU."""
+"""What the benchmarks run on: the JAX device, PyTorch's device, the peak for MFU, and the
+accelerators (H100/H200, TPU pod slices) programs are compiled for without the hardware."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def peak_flops(dtype: str, override_tflops: float = 0.0) -> float | None:
     if override_tflops:
         return override_tflops * 1e12
     kind = jax.devices()[0].device_kind
+    for tpu_kind, peak, _, _ in TPU_CHIPS.values():
+        if kind == tpu_kind and dtype == "bfloat16":  # 'TPU v5' is in 'TPU v5 lite': match whole
+            return peak
     for (name, dt), tflops in PEAK_TFLOPS.items():
         if name in kind and dt == dtype:
             return tflops * 1e12
@@ -96,6 +100,92 @@ def compile_only_devices(target: str, count: int) -> list:
             f'(pip install "jax[cuda12]=={jax.__version__}"): {e}'
         ) from e
     return list(topology.devices)
+
+
+# TPU chips by generation: the device kind libtpu reports, dense bfloat16 peak FLOP/s, HBM bytes
+# and HBM bytes/s per chip (Google Cloud's TPU system-architecture pages).
+TPU_CHIPS = {
+    "v5e": ("TPU v5 lite", 197e12, 16 * 2**30, 819e9),
+    "v5p": ("TPU v5", 459e12, 95 * 2**30, 2765e9),
+    "v6e": ("TPU v6 lite", 918e12, 32 * 2**30, 1640e9),
+}
+# Pod-slice topologies (chips per axis) the benchmarks use; libtpu takes any valid shape. Cloud
+# names: v5e:2x2 = v5litepod-4, v5e:16x16 = v5litepod-256, v5p:2x2x4 = v5p-32 and v5p:2x4x4 =
+# v5p-64 (v5p counts TensorCores, two per chip), v6e:8x8 = v6e-64.
+TPU_TOPOLOGIES = (
+    "v5e:2x2", "v5e:4x4", "v5e:16x16", "v5p:2x2x4", "v5p:2x4x4", "v5p:4x4x4", "v6e:4x4", "v6e:8x8",
+)  # fmt: skip
+# libtpu looks these up in the TPU VM's metadata when unset; compiling here there is none.
+LIBTPU_QUIET_ENV = {
+    "TPU_SKIP_MDS_QUERY": "1",
+    "TPU_ACCELERATOR_TYPE": "v5litepod-4",
+    "TPU_WORKER_HOSTNAMES": "localhost",
+    "TPU_WORKER_ID": "0",
+    "ALLOW_MULTIPLE_LIBTPU_LOAD": "1",  # several compiling processes (test workers) at once
+}
+
+
+def tpu_chip(target: str) -> tuple[str, float, int, float]:
+    """(device kind, peak bf16 FLOP/s, HBM bytes, HBM bytes/s) of a TPU `target` such as
+    'v5e:2x2'; exits naming the known topologies when the generation is not a TPU one."""
+    generation = target.split(":")[0]
+    if generation not in TPU_CHIPS or ":" not in target:
+        raise SystemExit(
+            f"unknown accelerator target {target!r}: use a GPU ({', '.join(GPU_TARGETS)}) or a "
+            f"TPU topology generation:shape ({', '.join(TPU_TOPOLOGIES)})"
+        )
+    return TPU_CHIPS[generation]
+
+
+def tpu_devices(target: str, slices: int = 1) -> list:
+    """The chips of `slices` TPU pod slices of topology `target` (e.g. 'v5p:2x4x4'), as
+    compile-only devices (`jax.experimental.topologies`): XLA's TPU compiler, without a TPU.
+
+    Needs libtpu (`pip install "jax[tpu]"`) and `JAX_PLATFORMS=cpu` (the process itself runs on
+    the CPU). With `slices` > 1 each device carries its `slice_index` (multi-slice over DCN).
+    """
+    from jax.experimental import topologies
+
+    tpu_chip(target)
+    if jax.config.jax_platforms != "cpu":
+        raise SystemExit(f"compiling for {target} without the TPU needs JAX_PLATFORMS=cpu")
+    for name, value in LIBTPU_QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    try:
+        topology = topologies.get_topology_desc(
+            platform="tpu", topology_name=target, num_slices=slices
+        )
+    except Exception as e:  # libtpu's own message is one of several lines, or a missing plugin
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(
+            f"libtpu cannot compile for TPU topology {target!r} ({first}); known topologies: "
+            f'{", ".join(TPU_TOPOLOGIES)}; libtpu comes with pip install "jax[tpu]=='
+            f'{jax.__version__}"'
+        ) from e
+    return list(topology.devices)
+
+
+def target_devices(target: str, count: int = 1, slices: int = 1) -> list:
+    """Compile-only devices of `target`: `count` GPUs of a `GPU_TARGETS` key, or the chips of
+    `slices` TPU pod slices of a topology (`tpu_devices`)."""
+    if target in GPU_TARGETS:
+        return compile_only_devices(target, count)
+    return tpu_devices(target, slices)
+
+
+def device_memory_bytes(target: str) -> int:
+    """Memory of one device of `target` (a `GPU_TARGETS` key or a TPU topology), bytes."""
+    if target in GPU_TARGETS:
+        return HOPPER_GPUS[target][1]
+    return tpu_chip(target)[2]
+
+
+def target_peak_bandwidth(target: str) -> tuple[float, float]:
+    """(dense bf16 FLOP/s, HBM bytes/s) of one device of `target`."""
+    if target in GPU_TARGETS:
+        return PEAK_TFLOPS[(target.upper(), "bfloat16")] * 1e12, HOPPER_GPUS[target][2]
+    _, peak, _, bandwidth = tpu_chip(target)
+    return peak, bandwidth
 
 
 def torch_device() -> torch.device:

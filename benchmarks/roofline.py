@@ -19,6 +19,16 @@ It is an estimate, not a measurement: it ignores launch gaps and overlap, and th
 is per model FLOP (a flash backward's recomputation is inside that rate). Its use is comparing
 variants of the same step (the attention kernel, remat, batch) before spending GPU time;
 measure with `train_step.py`.
+
+    JAX_PLATFORMS=cpu python benchmarks/roofline.py --target v5p:2x4x4 --encoder vitl \
+        --stage attention --labeled-batch 2 --attention xla tpu_flash
+
+For a TPU topology (libtpu's compiler, one chip) the time is the roofline bound of XLA's TPU
+cost analysis (`memory.roofline_seconds`: FLOPs at the chip's bf16 peak or bytes at its HBM
+bandwidth, whichever is longer); `--stage attention` compiles one attention core (forward and
+backward, the encoder's heads, 1370 tokens at 518²) to compare the kernels per block. The
+Pallas flash kernel's backward has no cost estimate, so its FLOPs are counted by hand
+(`flash_kernel_flops`). Bounds, not measurements: no TPU was used.
 """
 
 from __future__ import annotations
@@ -35,9 +45,16 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import hardware  # noqa: E402
-from benchmarks.memory import abstract_step_inputs, compile_step, compiler_options  # noqa: E402
+from benchmarks.memory import (  # noqa: E402
+    abstract_step_inputs,
+    compile_step,
+    compiler_options,
+    roofline_seconds,
+)
 from benchmarks.train_step import step_flops  # noqa: E402
-from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
+from dajax.models import DepthAnything, ModelConfig, param_shapes, tpu_attention  # noqa: E402
+from dajax.models.dinov2 import scaled_dot_product_attention  # noqa: E402
+from dajax.models.variants import PATCH_SIZE  # noqa: E402
 
 DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2}
 DTYPE_BYTES.update({"f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8})
@@ -147,11 +164,71 @@ def compile_program(model, stage: str, batch: int, size: int, devices):
     return forward.lower(params, images).compile(compiler_options=compiler_options(devices[0]))
 
 
+def attention_core(config: ModelConfig, batch: int, size: int, impl: str, device):
+    """The jitted forward + backward of one attention core of `config`'s encoder with kernel
+    `impl`, and its abstract bf16 q, k, v ([batch, heads, tokens, head dim] on `device`)."""
+    tokens = 1 + (size // PATCH_SIZE) ** 2
+    on = jax.sharding.SingleDeviceSharding(device)
+    shape = (batch, config.heads, tokens, config.dim // config.heads)
+    qkv = [jax.ShapeDtypeStruct(shape, jnp.bfloat16, sharding=on)] * 3
+    loss = lambda q, k, v: scaled_dot_product_attention(q, k, v, impl).astype(jnp.float32).sum()  # noqa: E731
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))), qkv
+
+
+def flash_kernel_flops(shape: tuple[int, int, int, int]) -> float:
+    """FLOPs of the Pallas flash kernels over q of `shape` [B, h, N, d], forward and backward:
+    seven [N_p, N_p, d] matmuls per head (forward QKᵀ and PV; backward recomputes QKᵀ, then dV,
+    dP, dQ, dK), 2·N_p²·d each, with N padded to whole blocks (N_p)."""
+    b, h, n, d = shape
+    padded = -(-n // tpu_attention.BLOCK) * tpu_attention.BLOCK
+    return 7 * 2 * b * h * padded**2 * d
+
+
+def tpu_rows(args, model) -> None:
+    """Per attention kernel: one chip's temporaries, the FLOPs charged (XLA's count, or the
+    model's / the flash kernels' where larger) and XLA's bytes, the roofline time, and (train
+    stages) the MFU that time gives the model FLOPs."""
+    device = hardware.tpu_devices(args.target)[0]
+    peak, bandwidth = hardware.target_peak_bandwidth(args.target)
+    config, batch = model.config, args.labeled_batch
+    print(
+        f"{device.device_kind} (compiled here without it); {args.encoder} {args.stage}, batch "
+        f"{batch} on one chip, {args.size}², bf16 compute, remat={args.remat}; roofline at "
+        f"{peak / 1e12:.0f} TFLOP/s and {bandwidth / 1e9:.0f} GB/s\n"
+    )
+    print("| attention | temps GiB | TFLOP charged | GB (XLA) | roofline ms | MFU |")
+    print("|---|---|---|---|---|---|")
+    for attention in args.attention:
+        if args.stage == "attention":
+            fn, qkv = attention_core(config, batch, args.size, attention, device)
+            compiled, model_flops = fn.lower(*qkv).compile(), 0.0
+            if attention == "tpu_flash":
+                model_flops = flash_kernel_flops(qkv[0].shape)
+        else:
+            variant = model.clone(attention=attention)
+            compiled = compile_program(variant, args.stage, batch, args.size, [device])
+            model_flops = program_flops(model.clone(attention="xla"), args.stage, batch, args.size)
+        cost = compiled.cost_analysis()
+        seconds = roofline_seconds(compiled, peak, bandwidth, model_flops)
+        mfu = f"{model_flops / seconds / peak:.0%}" if args.stage != "attention" else "-"
+        print(
+            f"| {attention} | {compiled.memory_analysis().temp_size_in_bytes / 2**30:.2f} | "
+            f"{max(cost['flops'], model_flops) / 1e12:.2f} | {cost['bytes accessed'] / 1e9:.2f} | "
+            f"{seconds * 1e3:.2f} | {mfu} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--target", default="h100", choices=list(hardware.GPU_TARGETS))
+    p.add_argument("--target", default="h100", help="h100, h200 or a TPU topology (v5e:2x2)")
     p.add_argument("--encoder", default="vitl", choices=["vits", "vitb", "vitl", "vitg"])
-    p.add_argument("--stage", default="teacher", choices=["teacher", "student", "inference"])
+    p.add_argument(
+        "--stage",
+        default="teacher",
+        choices=["teacher", "student", "inference", "attention"],
+        help="'attention': one attention core, forward + backward (TPU targets)",
+    )
     p.add_argument(
         "--labeled-batch", type=int, default=16, help="labeled images per step; inference: batch"
     )
@@ -171,12 +248,13 @@ def main() -> None:
         "bandwidth": args.bandwidth_efficiency,
     }
 
-    devices = hardware.compile_only_devices(args.target, 1)
     config = ModelConfig.from_variant(args.encoder, "v2")
     model = DepthAnything(config, dtype=jnp.bfloat16, remat=args.remat)
+    if args.target not in hardware.GPU_TARGETS:
+        return tpu_rows(args, model)
+    devices = hardware.compile_only_devices(args.target, 1)
     flops = program_flops(model.clone(attention="xla"), args.stage, args.labeled_batch, args.size)
-    peak = hardware.PEAK_TFLOPS[(args.target.upper(), "bfloat16")] * 1e12
-    bandwidth = hardware.HOPPER_GPUS[args.target][2]
+    peak, bandwidth = hardware.target_peak_bandwidth(args.target)
     print(
         f"{devices[0].device_kind} (compiled here without it); {args.encoder} {args.stage}, "
         f"batch {args.labeled_batch}, {args.size}², bf16 compute, remat={args.remat}; "

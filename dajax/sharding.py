@@ -1,9 +1,12 @@
 """Device mesh and shardings: data parallel by default, FSDP for large encoders.
 
-The mesh has two axes, `('data', 'fsdp')`. Batches are split over both (every device sees a
-distinct slice of the global batch). Parameters and optimiser state are replicated, or with
-FSDP each large array is split along its largest axis divisible by the `fsdp` size, so XLA
-all-gathers weights where they are used and reduce-scatters their gradients.
+The mesh has three axes, `('slice', 'data', 'fsdp')`. 'slice' has one entry per TPU pod slice
+of a multi-slice job (data parallel over the data-centre network between slices; size 1
+everywhere else), 'data' and 'fsdp' split the devices of a slice. Batches are split over all
+three (every device sees a distinct slice of the global batch). Parameters and optimiser
+state are replicated, or with FSDP each large array is split along its largest axis divisible
+by the `fsdp` size, so XLA all-gathers weights where they are used and reduce-scatters their
+gradients.
 """
 
 from __future__ import annotations
@@ -13,27 +16,38 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-BATCH_AXES = ("data", "fsdp")
+BATCH_AXES = ("slice", "data", "fsdp")
 FSDP_MIN_SIZE = 2**16  # smaller arrays (norms, biases) stay replicated
 
 
 def make_mesh(fsdp: int = 1, devices=None) -> Mesh:
-    """A ('data', 'fsdp') mesh over all devices (of all processes).
+    """A ('slice', 'data', 'fsdp') mesh over all devices (of all processes).
 
     Args:
-      fsdp: devices per FSDP group; must divide the device count. 1 = pure data parallel.
+      fsdp: devices per FSDP group, inside one slice; must divide a slice's device count.
+        1 = pure data parallel.
       devices: the devices to lay out (default: `jax.devices()`); e.g. the devices of a
-        compile-only topology from `jax.experimental.topologies`.
+        compile-only topology from `jax.experimental.topologies`. Devices with a
+        `slice_index` (TPU multi-slice) are grouped by slice along the 'slice' axis, so only
+        gradient reductions cross the slower network between slices.
     """
-    n = len(devices) if devices is not None else jax.device_count()
-    if fsdp < 1 or n % fsdp:
-        raise ValueError(f"mesh.fsdp={fsdp} must be >= 1 and divide the {n} devices")
-    return jax.make_mesh(
-        (n // fsdp, fsdp), BATCH_AXES, axis_types=(AxisType.Auto,) * 2, devices=devices
-    )
+    devices = list(devices) if devices is not None else jax.devices()
+    slices = 1 + max(getattr(d, "slice_index", 0) for d in devices)
+    per_slice = len(devices) // slices
+    if fsdp < 1 or per_slice % fsdp:
+        raise ValueError(
+            f"mesh.fsdp={fsdp} must be >= 1 and divide the {per_slice} devices of a slice "
+            f"({len(devices)} devices in {slices} slice(s))"
+        )
+    inside, auto = (1, per_slice // fsdp, fsdp), (AxisType.Auto,) * 3
+    if slices == 1:
+        return jax.make_mesh(inside, BATCH_AXES, axis_types=auto, devices=devices)
+    grid = mesh_utils.create_hybrid_device_mesh(inside, (slices, 1, 1), devices)
+    return Mesh(grid, BATCH_AXES, axis_types=auto)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -50,3 +50,21 @@ def test_joined_batches_stay_on_their_devices():
     assert not any(op in _compiled_round_trip(8) for op in COLLECTIVES)
     # A plain concatenation (the fallback) moves rows between devices.
     assert any(op in _compiled_round_trip(1) for op in COLLECTIVES)
+
+
+def test_multi_slice_mesh_keeps_each_slice_on_its_own_row():
+    from benchmarks import hardware
+
+    devices = hardware.tpu_devices("v5e:2x2", slices=2)  # compile-only chips, no TPU
+    mesh = sharding.make_mesh(2, devices)
+    assert dict(mesh.shape) == {"slice": 2, "data": 2, "fsdp": 2}
+    for index, row in enumerate(mesh.devices):
+        assert {d.slice_index for d in row.flat} == {index}  # only 'slice' crosses the DCN
+    with pytest.raises(ValueError, match="divide the 4 devices of a slice"):
+        sharding.make_mesh(8, devices)
+
+
+def test_single_slice_mesh_has_a_unit_slice_axis():
+    mesh = sharding.make_mesh(4)
+    assert dict(mesh.shape) == {"slice": 1, "data": 2, "fsdp": 4}
+    assert sharding.batch_sharding(mesh).spec == P(("slice", "data", "fsdp"))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-from dajax.models import conv, precision, resample
+from dajax.models import conv, precision, resample, tpu_attention
 from dajax.models.blocked_attention import blocked_attention
 from dajax.models.layer_norm import DeferredLayerNorm, LayerNorm
 from dajax.models.variants import PATCH_SIZE, swiglu_hidden
@@ -107,7 +107,7 @@ class AffineDense(nn.Module):
         return folded_dense(x, kernel, bias, self.dtype, in_affine, out_scale)
 
 
-ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn", "portable")
+ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn", "portable", "tpu_flash")
 
 
 def cudnn_attention_fits(dtype, head_dim: int) -> bool:
@@ -124,15 +124,17 @@ def cudnn_attention_fits(dtype, head_dim: int) -> bool:
 
 
 def resolve_attention(impl: str, dtype, head_dim: int) -> str:
-    """The kernel `impl` stands for: 'auto' is 'chunked' on CPU, 'cudnn' where
-    `cudnn_attention_fits`, else 'xla' (chosen when the program is traced, on this machine);
-    other names stand for themselves."""
+    """The kernel `impl` stands for: 'auto' is 'chunked' on CPU, 'tpu_flash' on TPU where
+    `tpu_attention.partitionable`, 'cudnn' where `cudnn_attention_fits`, else 'xla' (chosen
+    when the program is traced, on this machine); other names stand for themselves."""
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
     if impl != "auto":
         return impl
     if jax.default_backend() == "cpu":
         return "chunked"
+    if jax.default_backend() == "tpu":
+        return "tpu_flash" if tpu_attention.partitionable() else "xla"
     return "cudnn" if cudnn_attention_fits(dtype, head_dim) else "xla"
 
 
@@ -146,11 +148,14 @@ def scaled_dot_product_attention(
         CPU), 'xla' (`jax.nn.dot_product_attention`, scores materialised), 'cudnn' (its cuDNN
         flash kernel, GPU only), 'portable' ('chunked' where the program is lowered for a CPU,
         'xla' elsewhere: one `jax.export` graph for several platforms, each with its kernel),
-        or 'auto' (see `resolve_attention`: cuDNN on Ampere and newer in half precision).
+        'tpu_flash' (`tpu_attention`: the Pallas TPU flash kernel, TPU only), or 'auto' (see
+        `resolve_attention`: cuDNN on Ampere and newer in half precision, Pallas on TPUs).
     """
     impl = resolve_attention(impl, q.dtype, q.shape[-1])
     if impl == "chunked":
         return blocked_attention(q, k, v)
+    if impl == "tpu_flash":
+        return tpu_attention.flash_attention(q, k, v)
     if impl == "portable":
         return jax.lax.platform_dependent(q, k, v, cpu=blocked_attention, default=_jax_nn_attention)
     return _jax_nn_attention(q, k, v, "cudnn" if impl == "cudnn" else None)

@@ -172,7 +172,10 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
         while step < config.total_steps:
             batch = sharding.global_batch(next(recipe.batches), mesh)
             if compiled is None:
-                compiled = _compile(step_fn, state, batch, frozen)
+                # Traced under the mesh: kernels XLA cannot partition (TPU flash attention)
+                # are mapped over it by `shard_map`.
+                with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+                    compiled = _compile(step_fn, state, batch, frozen)
                 runtime.sync_processes("train_step_compiled")
                 t_log = time.perf_counter()
             state, metrics = compiled(state, batch, frozen)

@@ -47,3 +47,14 @@ def test_slurm_and_tpu_dry_runs():
     assert "cd ~/dajax && " in tpu.stdout and "dajax.main --config=c.py" in tpu.stdout
     missing = _launch("tpu_vm.sh", [], DRY_RUN="1", TPU_NAME="", ZONE="z")
     assert missing.returncode != 0 and "set TPU_NAME" in missing.stderr
+
+
+def test_tpu_multi_slice_dry_run_reaches_every_slice():
+    out = _launch(
+        "tpu_vm.sh", ["--config=c.py"], DRY_RUN="1", TPU_NAME="qr", ZONE="z", NUM_SLICES="2"
+    )
+    assert out.returncode == 0
+    assert out.stdout.startswith("gcloud compute tpus queued-resources ssh qr --zone=z")
+    assert "--node=all --worker=all" in out.stdout and "dajax.main --config=c.py" in out.stdout
+    bad = _launch("tpu_vm.sh", [], DRY_RUN="1", TPU_NAME="qr", ZONE="z", NUM_SLICES="two")
+    assert bad.returncode != 0 and "NUM_SLICES must be a positive integer" in bad.stderr
