@@ -1,4 +1,4 @@
-"""Classification study (seed paper): ResNet-50 features of RGB, of depth, and of both, each
+"""Classification study: ResNet-50 features of RGB, of depth, and of both, each
 classified by an MLP head (3 linear layers, 2 ReLU, dropout; Adam, 30 epochs).
 
     python -m dajax.main --config=configs/classify.py:demo --workdir=runs/classify_demo
@@ -66,7 +66,7 @@ def get_config(arg=None):
     config.backbone = ml_collections.ConfigDict(
         {
             "name": args.backbone,  # 'resnet50' | 'dinov2'
-            "output": args.output,  # resnet50: 'logits' (1000-d, the seed's) | 'pool' (2048-d)
+            "output": args.output,  # resnet50: 'logits' (1000-d, the study's) | 'pool' (2048-d)
             "weights": config_dict.placeholder(str),  # torchvision / DINOv2 file; None = random
             "image_size": 64 if demo else 224,  # pixels (DINOv2: rounded to a multiple of 14)
             "batch_size": 32,

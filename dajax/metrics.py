@@ -1,6 +1,6 @@
 """Metric-depth error metrics, masks and resizing of the official `metric_depth` evaluator.
 
-The metrics follow the official `compute_errors` (SPEC §6): computed per image over its valid
+The metrics follow the official `compute_errors`: computed per image over its valid
 pixels, then averaged over the images that have at least one valid pixel. Everything that
 touches pixels is pure `jax.numpy` with static shapes: masks weight sums, nothing is
 boolean-indexed, so `per_image_metrics`, `eval_mask`, `clip_prediction` and `resize_to` jit.

@@ -1,4 +1,4 @@
-"""Inference preprocessing identical to the official `run.py` (SPEC §4).
+"""Inference preprocessing identical to the official `run.py`.
 
 Images are scaled to [0, 1] in float64, resized keeping the aspect ratio so that both sides are
 at least `input_size` and multiples of 14 (`cv2.INTER_CUBIC`, which matches PyTorch's bicubic),

@@ -5,7 +5,7 @@ resolution, the `DepthEstimator` output), where `<key>` is a SHA-1 of the image 
 that stops part-way resumes where it stopped: files that exist are never recomputed. Files are
 written to a temporary name and renamed, so a crash cannot leave a truncated map.
 
-The classifier sees depth as an image rendered like the seed study (and Depth Anything's
+The classifier sees depth as an image rendered like the study it reproduces (and Depth Anything's
 `run.py --grayscale`): `depth_to_image` min-max normalises the disparity of each map to
 0..255, truncates to uint8 and repeats it to 3 channels.
 """
@@ -79,7 +79,7 @@ def load_depth(cache_dir: str, path: str) -> np.ndarray:
 
 
 def depth_to_image(disparity: np.ndarray) -> np.ndarray:
-    """Renders a depth map as the seed study did: min-max to 0..255, uint8, 3 channels.
+    """Renders a depth map as the reproduced study did: min-max to 0..255, uint8, 3 channels.
 
     `(d - d.min()) / (d.max() - d.min()) * 255` truncated to uint8 and repeated along a new
     last axis. Non-finite values count as the minimum; a constant map gives zeros.

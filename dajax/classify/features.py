@@ -2,7 +2,7 @@
 
 Backbones:
   'resnet50': torchvision's ImageNet ResNet-50 (`dajax.classify.resnet`), output 'logits'
-    (1000-d, the seed study's choice: the network *with* its ImageNet classifier) or 'pool'
+    (1000-d, the reproduced study's choice: the network *with* its ImageNet classifier) or 'pool'
     (2048-d globally pooled features, the network without its head).
   'dinov2': a DINOv2 encoder built with dajax's model code; the feature is the final CLS token
     concatenated with the mean of the final patch tokens (2 x width, e.g. 768-d for ViT-S).

@@ -1,7 +1,7 @@
 """The study's classifier: an MLP head on frozen features, trained with Adam.
 
 `MLPHead` is Dense-ReLU-Dropout-Dense-ReLU-Dropout-Dense (3 linear layers, 2 ReLUs), as in the
-seed study. `train_head` trains it with softmax cross-entropy for `cfg.epochs` epochs of
+study it reproduces. `train_head` trains it with softmax cross-entropy for `cfg.epochs` epochs of
 shuffled minibatches and evaluates train and val after every epoch. The last minibatch of an
 epoch is padded with zero-weight rows, so the train step compiles once.
 

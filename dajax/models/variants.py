@@ -1,4 +1,4 @@
-"""The one table of Depth Anything / DINOv2 architecture variants (SPEC §1–2).
+"""The one table of Depth Anything / DINOv2 architecture variants.
 
 Everything that differs between ViT-S/B/L/G and between Depth Anything V1 and V2 is read from
 here: encoder width/depth/heads/FFN type, the encoder blocks whose outputs feed the DPT head,

@@ -1,4 +1,4 @@
-"""Depth Anything's losses: pure, jittable, masked (paper eq. 1-6, SPEC §5).
+"""Depth Anything's losses: pure, jittable, masked (paper eq. 1-6).
 
 Shapes: `pred`, `target` are [B, H, W] float32 disparity (relative models) or metres (SiLog);
 `mask` is [B, H, W] bool/float, 1 = valid. Everything is computed with static shapes (masked
@@ -214,5 +214,5 @@ def silog_loss(
 
 
 def depth_to_disparity(depth: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
-    """1 / depth where valid, 0 elsewhere (no offset, SPEC §5)."""
+    """1 / depth where valid, 0 elsewhere (no offset, as the paper's targets)."""
     return jnp.where(mask, 1.0 / jnp.maximum(depth, EPS), 0.0)

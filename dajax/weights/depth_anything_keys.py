@@ -1,6 +1,6 @@
 """Tensor-name layouts of Depth Anything / DINOv2 checkpoints, and conversion to Flax params.
 
-Three layouts exist (SPEC §3):
+Three layouts exist:
 - official Depth Anything `.pth` (`pretrained.*` encoder, `depth_head.*` DPT head);
 - DINOv2 hub `.pth` (the encoder keys without `pretrained.`; chunked `blocks.c.i.` accepted);
 - Hugging Face (`backbone.*`, `neck.*`, `head.*`; split q/k/v; fusion layer 0 = refinenet4),

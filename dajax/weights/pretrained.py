@@ -1,6 +1,6 @@
 """Load Depth Anything and DINOv2 weights from any supported file into Flax params.
 
-Supported sources (SPEC §3): official V1/V2 `.pth` (relative and V2 metric), DINOv2 hub `.pth`
+Supported sources: official V1/V2 `.pth` (relative and V2 metric), DINOv2 hub `.pth`
 (encoder only), Hugging Face `model.safetensors` (with its `config.json` when present), and
 dajax inference checkpoints (Orbax directories). `.pth` files are read by a restricted
 unpickler that never executes code (`dajax.weights.torch_pickle`).
