@@ -209,6 +209,6 @@ def _encoder_note(dinov2_path: str) -> str:
         return f"teacher and student encoders initialised from {dinov2_path}"
     return (
         "note: no DINOv2 weights were given, so teacher and student started from a seeded RANDOM "
-        "encoder (and feature alignment pulls toward that random encoder); pass "
+        "encoder (feature alignment used the teacher's encoder as its reference); pass "
         "--config.init.dinov2=dinov2_vits14_pretrain.pth for the paper's setting"
     )
