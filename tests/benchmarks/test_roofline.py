@@ -4,12 +4,9 @@ import pytest
 
 from benchmarks.roofline import (
     array_bytes,
-    attention_flops,
     estimate_seconds,
     kernel_bytes,
-    program_flops,
 )
-from dajax.models import DepthAnything, ModelConfig
 
 HLO = """HloModule jit_step
 
@@ -61,9 +58,3 @@ def test_estimate_charges_each_class_at_its_own_rate():
     # 4/500 + 2/250 s of compute and 80/1.6 ms of memory traffic.
     seconds = estimate_seconds(6e12, 2e12, 80e9, 1e15, 2e12, efficiency)
     assert seconds == pytest.approx(0.008 + 0.008 + 0.050)
-
-
-def test_plain_attention_has_no_fused_attention_flops():
-    model = DepthAnything(ModelConfig.from_variant("vits", "v2"), attention="xla")
-    plain = program_flops(model, "inference", 1, 56)
-    assert attention_flops(plain, model, "inference", 1, 56) == 0

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -29,6 +30,7 @@ def _launch(processes: int, workdir, *extra) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.update(
         ENTRY=SCRIPT,
+        PYTHON=sys.executable,  # the test's interpreter, whatever `python` on PATH is
         NUM_PROCESSES=str(processes),
         DEVICES_PER_PROCESS=str(4 // processes),
         JAX_PLATFORMS="cpu",
