@@ -34,16 +34,21 @@ CONFIGS = {
 H, W = 28, 42  # a non-square 2 x 3 patch grid
 
 
+def _perturbed(params, seed, scale):
+    """params + scale * N(0, 1) noise, leaf by leaf."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    noise = [scale * jax.random.normal(k, p.shape) for k, p in zip(keys, leaves, strict=True)]
+    return jax.tree.unflatten(tree, [p + n for p, n in zip(leaves, noise, strict=True)])
+
+
 @functools.cache
 def _models(name):
     config = CONFIGS[name]
     fast = DepthAnything(config)
     params = init_params(fast, jax.random.key(0))
     # Non-trivial LayerScales, LayerNorm affines and biases, so each parameter's role shows.
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    noise = [0.1 * jax.random.normal(k, p.shape) for k, p in zip(keys, leaves, strict=True)]
-    params = jax.tree.unflatten(tree, [p + n for p, n in zip(leaves, noise, strict=True)])
+    params = _perturbed(params, seed=1, scale=0.1)
     # A positive final bias keeps most pixels of a relative head above its ReLU, so the losses'
     # gradients reach every parameter (at init ~95% of them are clipped to 0).
     params["depth_head"]["output_conv2_2"]["bias"] += 2.0
@@ -57,7 +62,10 @@ def _images(seed, n=2):
 def _assert_close(got, want, rtol=1e-4):
     """Every leaf agrees to `rtol` of its largest magnitude."""
     for path, g, w in zip(
-        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(got), jax.tree.leaves(want)
+        jax.tree_util.tree_leaves_with_path(got),
+        jax.tree.leaves(got),
+        jax.tree.leaves(want),
+        strict=True,
     ):
         scale = float(jnp.abs(w).max()) or 1.0
         err = float(jnp.abs(g - w).max())
@@ -116,7 +124,7 @@ def test_same_student_loss_gradient():
         "u_image": rng.integers(0, 256, (4, H, W, 3), np.uint8),
         "u_pseudo": rng.uniform(0.1, 1, (4, H, W)).astype(np.float32),
     }
-    frozen = {"dinov2": jax.tree.map(lambda p: p * 0.9, params["pretrained"])}
+    frozen = {"dinov2": _perturbed(params["pretrained"], seed=2, scale=1.0)}
     config = _student_config()
     outs = []
     for model in (fast, ref):
