@@ -1,9 +1,10 @@
-"""Depth Anything written plainly: stock `flax.linen` layers, no custom gradients.
+"""Depth Anything written plainly: stock `flax.linen` layers, no custom gradients of its own.
 
 The same network and parameter tree as the fast `dajax.models.DepthAnything`, so every
 checkpoint loads into both; `tests/models/test_reference_model.py` checks that the two agree in
 values and in the gradients of the training losses. Read this file to learn the model, the
-fast one to learn the kernels (`docs/model.md`, "Reference model and fast kernels").
+fast one to learn the kernels (`docs/model.md`, "Reference model and fast kernels"). Shared
+with the fast model: the PyTorch-exact resizes of `resample.py` (position embeddings, DPT).
 
 The encoder is DINOv2 (`dinov2/models/vision_transformer.py`), a ViT like big_vision's
 `models/vit.py` with: patch 14, a cls token, *learned* position embeddings stored for a 37x37
