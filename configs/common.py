@@ -49,6 +49,7 @@ def model(variant: str, demo: bool) -> ml_collections.ConfigDict:
             "remat": "none",  # 'full' | 'dots' | 'dots_no_batch': gradient checkpointing
             "remat_blocks": 0,  # remat only the first N encoder blocks (0 = all)
             "attention": "auto",
+            "impl": "fast",  # 'reference': the plain model (dajax/models/reference.py), float32
         }
     )
 

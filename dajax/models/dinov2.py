@@ -2,7 +2,8 @@
 
 Module and parameter names follow the official `dinov2/models/vision_transformer.py`
 (`patch_embed.proj`, `blocks.{i}.attn.qkv`, `ls1.gamma`, `norm`, ...) with list indices written
-as `blocks_{i}`, so checkpoint conversion is a lookup table (see `dajax.weights.depth_anything`).
+as `blocks_{i}`, so checkpoint conversion is a lookup table
+(see `dajax.weights.depth_anything_keys`).
 """
 
 from __future__ import annotations
@@ -169,8 +170,8 @@ def _jax_nn_attention(q, k, v, implementation: str | None = None) -> jnp.ndarray
 
 
 class QKV(nn.Module):
-    """The fused qkv projection's parameters (`kernel` [D, 3D], `bias` [3D], as `nn.Dense`
-    names and initialises them) applied as three matmuls.
+    """The qkv projection's parameters, stored fused as PyTorch's single `qkv` Linear (`kernel`
+    [D, 3D], `bias` [3D], as `nn.Dense` names and initialises them), applied as three matmuls.
 
     Each of q, k, v comes out of its own matmul contiguous, so splitting heads is a reshape:
     slicing one [.., 3D] output into three strided parts made XLA copy the whole qkv tensor
@@ -193,7 +194,8 @@ class QKV(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`)."""
+    """Multi-head self-attention (`attn.qkv`, stored fused and applied as three matmuls by `QKV`;
+    `attn.proj`)."""
 
     dim: int
     heads: int

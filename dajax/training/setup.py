@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +17,7 @@ from dajax.data.registry import build_source
 from dajax.data.transforms import crop, resize_shorter
 from dajax.inference import DTYPES
 from dajax.models import DepthAnything, ModelConfig, init_params
+from dajax.models.reference import ReferenceDepthAnything
 from dajax.models.variants import IMAGENET_MEAN, IMAGENET_STD
 from dajax.weights.pretrained import load_dinov2_encoder
 
@@ -31,9 +33,20 @@ def model_config(model_cfg) -> ModelConfig:
     return base.replace(**custom) if custom else base
 
 
-def build_model(model_cfg) -> tuple[DepthAnything, ModelConfig]:
-    """The Flax module (compute dtype, remat, attention kernel from the config)."""
+def build_model(model_cfg) -> tuple[nn.Module, ModelConfig]:
+    """The Flax module (compute dtype, remat, attention kernel from the config).
+
+    `model_cfg.impl`: 'fast' (`DepthAnything`, the optimised kernels) or 'reference'
+    (`ReferenceDepthAnything`: stock layers, float32 only); both have the same params.
+    """
     config = model_config(model_cfg)
+    impl = model_cfg.get("impl", "fast")
+    if impl == "reference":
+        if model_cfg.dtype != "float32":
+            raise ValueError(f"model.impl='reference' computes in float32, got {model_cfg.dtype}")
+        return ReferenceDepthAnything(config), config
+    if impl != "fast":
+        raise ValueError(f"model.impl must be 'fast' or 'reference', got {impl!r}")
     model = DepthAnything(
         config,
         dtype=DTYPES[model_cfg.dtype],
