@@ -213,7 +213,7 @@ class ZoeDepthMetric(nn.Module):
       min_temp, max_temp: log-binomial temperature range (0.0212, 50).
       min_depth, max_depth: metres; informational for the softplus head (not used in the
         graph): the evaluation range (1e-3..10 NYU, 1e-3..80 KITTI).
-      seed_mlp_dim: hidden width of the seed bin regressor (256).
+      seed_mlp_dim: hidden width of ZoeDepth's seed-bin regressor (256).
       mlp_dim: hidden width of projectors and attractors (128).
     """
 
