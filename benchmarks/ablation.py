@@ -15,7 +15,7 @@ held-out scenes with the zero-shot relative protocol, beside the trivial baselin
 
 Without DINOv2 weights the feature-alignment reference is the teacher's encoder (the demo's
 `loss.feature_reference='auto'`); with `--dinov2 PATH` it is DINOv2, as in the paper.
-Prints a Markdown table (mean ± standard deviation over the seeds) and writes it with a bar
+Prints a Markdown table (mean ± standard deviation over seeds) and writes it with a bar
 plot and the raw scores to `--out`.{md,png,json}. Not part of CI: it takes tens of minutes.
 """
 

@@ -296,7 +296,7 @@ def _surface_color(spec: SceneSpec, k: int, n_background: int, p: np.ndarray, li
 def render_scene(
     index: int, height: int = 518, width: int = 518, style: str = "indoor", seed: int = 0
 ) -> dict:
-    """Scene `index` of the seeded family: a labeled record.
+    """Scene `index` of the family of scenes drawn with `seed`: a labeled record.
 
     Returns:
       `{image [H,W,3] uint8, depth [H,W] float32 metres (0 where invalid), mask [H,W] bool,
