@@ -15,8 +15,8 @@ from dajax import app
 from dajax.inference import DepthEstimator
 from dajax.io.depth_png import read_depth_png16
 from dajax.io.pointcloud import read_ply
-from dajax.models import ModelConfig
 from dajax.visualize import depth_picture
+from tests.tiny_models import TINY_V2
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 PHOTO = str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
@@ -34,18 +34,7 @@ CHROMIUM_FLAGS = [
 
 
 def tiny_estimator(**changes) -> DepthEstimator:
-    config = ModelConfig(
-        encoder="custom",
-        version="v2",
-        dim=128,
-        depth=4,
-        heads=2,
-        layers=(0, 1, 2, 3),
-        features=32,
-        out_channels=(16, 32, 64, 64),
-        pretrain_grid=7,
-    )
-    return DepthEstimator.random(config.replace(**changes), input_size=56)
+    return DepthEstimator.random(TINY_V2.replace(**changes), input_size=56)
 
 
 def test_metric_models_also_offer_a_point_cloud(tmp_path):

@@ -9,27 +9,16 @@ import numpy as np
 import pytest
 
 from dajax import convert, export, serving
-from dajax.models import DepthAnything, ModelConfig, param_shapes
+from dajax.models import DepthAnything, param_shapes
 from dajax.weights.depth_anything_keys import flax_to_official
 from dajax.weights.pretrained import load_depth_anything
 from dajax.weights.safetensors_io import save_safetensors
-
-TINY = ModelConfig(
-    encoder="custom",
-    version="v2",
-    dim=128,
-    depth=4,
-    heads=2,
-    layers=(0, 1, 2, 3),
-    features=32,
-    out_channels=(16, 32, 64, 64),
-    pretrain_grid=7,
-)
+from tests.tiny_models import TINY_V2
 
 
 def _official_state(seed=0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    shapes = param_shapes(DepthAnything(TINY))
+    shapes = param_shapes(DepthAnything(TINY_V2))
 
     def fill(tree):
         return {
@@ -90,7 +79,7 @@ def test_converted_folder_refuses_contradicting_options(tmp_path, capsys):
     save_safetensors(path, _official_state())
     assert convert.main([str(path), str(tmp_path / "out")]) == 0
     config, _ = load_depth_anything(tmp_path / "out", version="v2")
-    assert config == TINY
+    assert config == TINY_V2
     with pytest.raises(ValueError, match=r"out: .*version='v1' but it holds 'v2'"):
         load_depth_anything(tmp_path / "out", version="v1")
     with pytest.raises(ValueError, match="head='metric' but it holds 'relative'"):
