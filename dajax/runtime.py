@@ -78,8 +78,9 @@ def sync_processes(name: str, timeout_s: float = BARRIER_TIMEOUT_S) -> None:
     """
     if jax.process_count() == 1:
         return
-    from jax._src import distributed  # the client is not exported publicly
+    # JAX exports no coordination-service barrier; orbax's public multihost module wraps it.
+    from orbax.checkpoint import multihost
 
     _barrier_uses[name] = _barrier_uses.get(name, 0) + 1
     barrier_id = f"dajax/{name}/{_barrier_uses[name]}"
-    distributed.global_state.client.wait_at_barrier(barrier_id, int(timeout_s * 1000))
+    multihost.get_barrier_sync_fn()(key=barrier_id, timeout_ms=int(timeout_s * 1000))
