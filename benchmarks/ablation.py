@@ -3,7 +3,7 @@
     python benchmarks/ablation.py --seeds 0 1 2 --out benchmarks/ablation
 
 For each seed: the demo's teacher is trained on the scarce labeled scenes and pseudo-labels the
-unlabeled pool (`dajax.training.student.train_teacher_and_label`); then one student per row is
+unlabeled pool (`dajax.training.demo.train_teacher_and_label`); then one student per row is
 trained from the same initial encoder on the same labels, and everything is scored on the
 held-out scenes with the zero-shot relative protocol, beside the trivial baselines:
 
@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from configs import student as student_config  # noqa: E402
 from dajax.eval.evaluate import evaluate_checkpoints  # noqa: E402
-from dajax.training import student  # noqa: E402
+from dajax.training import demo, student  # noqa: E402
 
 ROWS = {
     "student: L_u": {"unlabeled": True, "perturb": False, "feature": False},
@@ -47,12 +47,13 @@ def run_seed(seed: int, workdir: str, config_arg: str, dinov2: str) -> dict:
     config = student_config.get_config(config_arg)
     config.seed = config.teacher_stage.seed = seed
     config.init.dinov2 = dinov2
-    teacher_dir = student.train_teacher_and_label(config, workdir)
+    teacher_dir, shards = demo.train_teacher_and_label(config, workdir)
     checkpoints = {"teacher": teacher_dir}
     for name, switches in ROWS.items():
-        config.loss.update(switches)
+        row = demo.student_config(config, teacher_dir, shards)
+        row.loss.update(switches)
         row_dir = os.path.join(workdir, name.split(": ")[1].replace(" + ", "_"))
-        checkpoints[name] = student.run(config, row_dir)
+        checkpoints[name] = student.run(row, row_dir)
     return evaluate_checkpoints(checkpoints, config.eval, workdir)
 
 

@@ -53,7 +53,7 @@ class UsageError(ValueError):
 def _stages():
     from dajax.classify import study
     from dajax.eval import evaluate
-    from dajax.training import metric, pseudo_label, student, teacher
+    from dajax.training import demo, metric, pseudo_label, student, teacher
 
     return {
         "eval": evaluate.run,
@@ -62,7 +62,7 @@ def _stages():
         "metric": metric.run,
         "pseudo_label": pseudo_label.run,
         "student": student.run,
-        "demo": student.run_demo,
+        "demo": demo.run,
     }
 
 

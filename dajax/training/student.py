@@ -1,4 +1,4 @@
-"""Stage `student` (paper §3.2-3.3) and the end-to-end demo.
+"""Stage `student` (paper §3.2-3.3).
 
 The student is re-initialised from DINOv2 (not from the teacher) and trained on batches of
 labeled and pseudo-labeled images (1:2). Unlabeled images get strong perturbations (colour
@@ -14,7 +14,6 @@ on the clean unlabeled images instead of reading pseudo-label shards.
 from __future__ import annotations
 
 import logging
-import os
 
 import jax
 import jax.numpy as jnp
@@ -174,41 +173,3 @@ def feature_reference(config, initial_encoder: dict) -> dict:
         )
     log.info("feature alignment reference: the encoder of %s", config.teacher)
     return jax.tree.map(np.asarray, encoder)
-
-
-def train_teacher_and_label(config, workdir: str) -> str:
-    """The demo's first two stages: trains `config.teacher_stage` into `workdir/teacher` and
-    pseudo-labels the unlabeled pool with it into `workdir/pseudo_labels`; points
-    `config.data.pseudo.path` and `config.teacher` (the feature-alignment reference without
-    DINOv2 weights) at the results. Returns the teacher's export path."""
-    from dajax.training import pseudo_label, teacher
-
-    teacher_dir = teacher.run(config.teacher_stage, os.path.join(workdir, "teacher"))
-    with config.unlocked():
-        config.pseudo_stage.teacher = teacher_dir
-    shards = pseudo_label.run(config.pseudo_stage, os.path.join(workdir, "pseudo_labels"))
-    with config.unlocked():
-        config.data.pseudo.path = shards
-        config.teacher = teacher_dir
-    return teacher_dir
-
-
-def run_demo(config, workdir: str) -> None:
-    """Teacher -> pseudo-labels -> student -> evaluation of both, on procedural scenes."""
-    from dajax.eval.evaluate import evaluate_checkpoints
-
-    teacher_dir = train_teacher_and_label(config, workdir)
-    student_dir = run(config, os.path.join(workdir, "student"))
-    evaluate_checkpoints({"teacher": teacher_dir, "student": student_dir}, config.eval, workdir)
-    if jax.process_index() == 0:
-        print(_encoder_note(config.init.dinov2), flush=True)
-
-
-def _encoder_note(dinov2_path: str) -> str:
-    if dinov2_path:
-        return f"teacher and student encoders initialised from {dinov2_path}"
-    return (
-        "note: no DINOv2 weights were given, so teacher and student started from a seeded RANDOM "
-        "encoder (feature alignment used the teacher's encoder as its reference); pass "
-        "--config.init.dinov2=dinov2_vits14_pretrain.pth for the paper's setting"
-    )

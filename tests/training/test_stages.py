@@ -14,7 +14,7 @@ from configs import eval as eval_config
 from dajax import checkpoints, export
 from dajax.data.pseudo_labels import PseudoLabelSource
 from dajax.eval import evaluate
-from dajax.training import loop, pseudo_label, student, teacher
+from dajax.training import demo, loop, pseudo_label, student, teacher
 from dajax.training.metrics_log import read_metrics
 from dajax.training.state import create_state, make_train_step
 
@@ -24,7 +24,9 @@ def demo_run(tmp_path_factory):
     """The whole demo pipeline, tiny: teacher -> pseudo-labels -> student -> eval table."""
     workdir = tmp_path_factory.mktemp("demo")
     config = tiny_student()
-    student.run_demo(config, str(workdir))
+    before = config.to_dict()
+    demo.run(config, str(workdir))
+    assert config.to_dict() == before  # each stage ran on its own config
     return config, workdir
 
 
@@ -55,7 +57,10 @@ def test_data_engine_writes_resumable_shards(demo_run):
     assert 0.0 <= labels[3]["disparity"].min() and labels[3]["disparity"].max() <= 1.0
     first = os.path.getmtime(shards / "shard-00000-of-00003.array_record")
     os.remove(shards / "shard-00001-of-00003.array_record")
-    pseudo_label.run(config.pseudo_stage, str(workdir / "pseudo_labels"))
+    teacher_dir = str(workdir / "teacher" / "export")
+    stage = demo.pseudo_label_config(config, teacher_dir)
+    assert stage.teacher == teacher_dir and not config.pseudo_stage.teacher
+    pseudo_label.run(stage, str(workdir / "pseudo_labels"))
     assert os.path.getmtime(shards / "shard-00000-of-00003.array_record") == first  # skipped
     assert len(PseudoLabelSource(str(shards))) == 16  # the missing shard was redone
 
