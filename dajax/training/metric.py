@@ -16,7 +16,7 @@ import numpy as np
 
 from dajax.models import ModelConfig
 from dajax.training import losses, setup
-from dajax.training.teacher import train_supervised
+from dajax.training.supervised import train_supervised
 from dajax.weights.pretrained import load_depth_anything
 
 log = logging.getLogger("dajax")

@@ -27,7 +27,7 @@ from dajax.models import DepthAnything, param_shapes
 from dajax.training import losses, setup
 from dajax.training.loop import Recipe, train
 from dajax.training.optimizer import build_optimizer
-from dajax.training.teacher import labeled_batches
+from dajax.training.supervised import labeled_batches
 from dajax.weights.pretrained import load_depth_anything
 
 log = logging.getLogger("dajax")
