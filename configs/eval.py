@@ -10,7 +10,7 @@
 and outdoor, 80 m), procedural_indoor (10 m, for metric demos), or
 `all` (the six zero-shot benchmarks). Data is read from `root` (default `data/<dataset>`;
 for `all`, `root/<name>` with root default `data`). The expected file layout of
-each is in `dajax/eval/benchmarks.py` and `dajax/data/rgbd_sources.py`; any path can be
+each is in `dajax/data/benchmark_sources.py` and `dajax/data/rgbd_sources.py`; any path can be
 overridden, e.g. `--config.benchmarks.kitti.data.list_file=...`. `protocol=auto` scores
 relative models with the scale-and-shift-aligned AbsRel/δ1 and metric models with the nine
 metric-depth metrics; `flip` averages with the mirrored image's prediction.

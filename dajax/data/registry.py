@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dajax.data.benchmark_sources import DDAD, DIODE, ETH3D, Sintel
 from dajax.data.procedural import ProceduralScenes
 from dajax.data.pseudo_labels import PseudoLabelSource
 from dajax.data.rgbd_sources import KITTIList, NYUv2H5Tree, NYUv2Labeled, PairedFolders, TFDSDepth
 from dajax.data.unlabeled import UnlabeledImages
-from dajax.eval.benchmarks import DDAD, DIODE, ETH3D, Sintel
 
 
 def _procedural(spec, images_only: bool):

@@ -1,1 +1,1 @@
-"""Evaluation: metrics, alignment protocols, benchmark readers."""
+"""Evaluation: metrics, alignment protocols, the evaluation stage (readers: `dajax.data`)."""

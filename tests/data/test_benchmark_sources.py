@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dajax.eval.benchmarks import (
+from dajax.data.benchmark_sources import (
     DDAD,
     DIODE,
     ETH3D,
