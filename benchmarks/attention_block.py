@@ -3,7 +3,7 @@
     python benchmarks/attention_block.py                 # ViT-S at 518²: [1, 6, 1370, 64]
     python benchmarks/attention_block.py --heads 16 --batch 2 --iters 20
 
-Times `dajax.models.blocked_attention.blocked_attention` (jitted) and
+Times `dajax.models.kernels.blocked_attention.blocked_attention` (jitted) and
 `torch.nn.functional.scaled_dot_product_attention` on the same q, k, v in float32 and
 bfloat16, interleaved as in `inference.py` (min and median over `--iters` rounds), once per
 `--cores` setting (one core, then all, by default), and checks both against the float32
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks import hardware  # noqa: E402
 from benchmarks.inference import interleaved_ms, pinned_runs, rel_diff  # noqa: E402
-from dajax.models.blocked_attention import blocked_attention  # noqa: E402
+from dajax.models.kernels.blocked_attention import blocked_attention  # noqa: E402
 
 
 def textbook(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:

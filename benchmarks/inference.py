@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks import hardware  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
-from dajax.models.dinov2 import ATTENTION_IMPLS  # noqa: E402
+from dajax.models.kernels import ATTENTION_IMPLS  # noqa: E402
 from dajax.serving import export_network, load_served  # noqa: E402
 from dajax.weights.depth_anything_keys import official_to_flax, to_official  # noqa: E402
 

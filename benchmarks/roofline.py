@@ -52,8 +52,9 @@ from benchmarks.memory import (  # noqa: E402
     roofline_seconds,
 )
 from benchmarks.train_step import step_flops  # noqa: E402
-from dajax.models import DepthAnything, ModelConfig, param_shapes, tpu_attention  # noqa: E402
-from dajax.models.dinov2 import scaled_dot_product_attention  # noqa: E402
+from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
+from dajax.models.kernels import tpu_attention  # noqa: E402
+from dajax.models.kernels.attention import dot_product_attention  # noqa: E402
 from dajax.models.variants import PATCH_SIZE  # noqa: E402
 
 DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2}
@@ -171,7 +172,7 @@ def attention_core(config: ModelConfig, batch: int, size: int, impl: str, device
     on = jax.sharding.SingleDeviceSharding(device)
     shape = (batch, config.heads, tokens, config.dim // config.heads)
     qkv = [jax.ShapeDtypeStruct(shape, jnp.bfloat16, sharding=on)] * 3
-    loss = lambda q, k, v: scaled_dot_product_attention(q, k, v, impl).astype(jnp.float32).sum()  # noqa: E731
+    loss = lambda q, k, v: dot_product_attention(q, k, v, impl).astype(jnp.float32).sum()  # noqa: E731
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))), qkv
 
 

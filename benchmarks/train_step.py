@@ -44,7 +44,7 @@ from benchmarks import hardware  # noqa: E402
 from benchmarks.inference import hf_model, profile_runs  # noqa: E402
 from configs import common  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
-from dajax.models.dinov2 import ATTENTION_IMPLS  # noqa: E402
+from dajax.models.kernels import ATTENTION_IMPLS  # noqa: E402
 from dajax.training import student, teacher  # noqa: E402
 from dajax.training.optimizer import build_optimizer  # noqa: E402
 from dajax.training.state import create_state, make_train_step  # noqa: E402

@@ -1,15 +1,23 @@
-"""Depth Anything = DINOv2 encoder (`pretrained`) + DPT head (`depth_head`)."""
+"""Depth Anything = DINOv2 encoder (`pretrained`) + DPT head (`depth_head`).
+
+`DepthAnything` is the fast implementation (`dajax.models.kernels`); `build_model` chooses it or
+the plain `dajax.models.reference.ReferenceDepthAnything` (same parameters) by name.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dajax.models import kernels
 from dajax.models.config import ModelConfig
 from dajax.models.dinov2 import DinoVisionTransformer
 from dajax.models.dpt import DPTHead
+from dajax.models.reference import ReferenceDepthAnything
 from dajax.models.variants import PATCH_SIZE
 
 Dtype = jnp.dtype | type
@@ -40,8 +48,8 @@ class DepthAnything(nn.Module):
       remat: gradient-checkpointing policy of the encoder blocks, 'none' | 'full' | 'dots' |
         'dots_no_batch' (see `dajax.models.dinov2.REMAT_POLICIES`).
       remat_blocks: apply it to the first this-many blocks only (0 = all blocks).
-      attention: attention kernel, 'auto' | 'chunked' | 'xla' | 'cudnn' | 'portable'
-        (see `dajax.models.dinov2.scaled_dot_product_attention`).
+      attention: attention kernel, 'auto' | 'chunked' | 'xla' | 'cudnn' | 'portable' |
+        'tpu_flash' (see `dajax.models.kernels.attention.dot_product_attention`).
     """
 
     config: ModelConfig
@@ -95,24 +103,52 @@ class DepthAnything(nn.Module):
         return tokens.astype(jnp.float32)
 
 
-# XLA:CPU spends most of an initialiser's compile time optimising RNG code that runs once;
-# optimisation level 0 compiles it about 4x faster, and the values agree to a float32 ulp.
-_CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+IMPLS = ("fast", "reference")
 
 
-def init_params(model: DepthAnything, rng: jax.Array) -> dict:
-    """Random parameters for `model` (DINOv2-style truncated normal, zero biases).
+def build_model(
+    config: ModelConfig, impl: str = "fast", dtype: Dtype = jnp.float32, **options
+) -> nn.Module:
+    """The Depth Anything network of `config`, in implementation `impl`.
+
+    Args:
+      config: the architecture.
+      impl: 'fast' (`DepthAnything`, the kernels of `dajax.models.kernels`; the default) or
+        'reference' (`ReferenceDepthAnything`: stock flax layers, float32 only). Both have the
+        same parameter tree, call signature and `encode` method.
+      dtype: compute dtype.
+      options: `DepthAnything`'s other attributes (param_dtype, remat, remat_blocks,
+        attention). The reference has none of them: given there, each must keep its default.
+
+    Returns:
+      The unbound flax module.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"model impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "fast":
+        return DepthAnything(config, dtype=dtype, **options)
+    if jnp.dtype(dtype) != jnp.float32:
+        raise ValueError(f"the reference model computes in float32, got dtype {jnp.dtype(dtype)}")
+    defaults = {f.name: f.default for f in dataclasses.fields(DepthAnything)}
+    changed = {k: v for k, v in options.items() if defaults.get(k, dataclasses.MISSING) != v}
+    if changed:
+        raise ValueError(f"the reference model has no kernel options; got {changed}")
+    return ReferenceDepthAnything(config)
+
+
+def init_params(model: nn.Module, rng: jax.Array) -> dict:
+    """Random parameters for `model` (either implementation; DINOv2-style truncated normal,
+    zero biases).
 
     Returns the plain `params` pytree (no 'params' collection wrapper), on the default device.
     The parameters do not depend on the image size, so the init runs on a 28 x 28 image.
     """
     x = jnp.zeros((1, 2 * PATCH_SIZE, 2 * PATCH_SIZE, 3), jnp.float32)
     lowered = jax.jit(lambda r, i: model.init(r, i)["params"]).lower(rng, x)
-    options = _CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else {}
-    return lowered.compile(compiler_options=options)(rng, x)
+    return lowered.compile(compiler_options=kernels.init_compiler_options())(rng, x)
 
 
-def param_shapes(model: DepthAnything) -> dict:
+def param_shapes(model: nn.Module) -> dict:
     """Shape/dtype tree of the params, without allocating them (`jax.eval_shape`)."""
     x = jax.ShapeDtypeStruct((1, 2 * PATCH_SIZE, 2 * PATCH_SIZE, 3), np.float32)
     return jax.eval_shape(lambda r, i: model.init(r, i), jax.random.key(0), x)["params"]

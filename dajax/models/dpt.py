@@ -3,7 +3,8 @@
 Names follow the official `dpt.py` (`projects.{i}`, `resize_layers.{i}`,
 `scratch.layer{i}_rn`, `scratch.refinenet{i}.resConfUnit{1,2}.conv{1,2}`, `out_conv`,
 `scratch.output_conv1`, `scratch.output_conv2.{0,2}`), with `scratch.` dropped and list indices
-written as `_{i}`. All tensors are NHWC.
+written as `_{i}`. All tensors are NHWC. The fast implementation: its convolutions and
+upsamplers are `dajax.models.kernels`' (the plain one is `dajax.models.reference.DPTHead`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dajax.models import conv
-from dajax.models.precision import result_dtype
+from dajax.models import kernels
 from dajax.models.resample import resize_bilinear
 from dajax.models.variants import PATCH_SIZE
 
@@ -33,16 +33,14 @@ def _conv(features: int, kernel: int, name: str, dtype, param_dtype, *, bias=Tru
         dtype=dtype,
         param_dtype=param_dtype,
         name=name,
-        conv_general_dilated=conv.conv_general_dilated,
+        conv_general_dilated=kernels.conv_general_dilated,
     )
 
 
 class PatchUpsample(nn.Module):
-    """PyTorch `ConvTranspose2d(c, c, kernel_size=k, stride=k)`: every pixel -> a k x k block.
-
-    With kernel == stride the blocks do not overlap, so the layer is one matmul and a
-    depth-to-space reshape. `kernel` is stored [k, k, in, out] (PyTorch: [in, out, k, k]).
-    """
+    """PyTorch `ConvTranspose2d(c, c, kernel_size=k, stride=k)`: every pixel -> a k x k block,
+    as one matmul (`kernels.patch_upsample`). `kernel` is stored [k, k, in, out] (PyTorch:
+    [in, out, k, k])."""
 
     features: int
     factor: int
@@ -51,7 +49,7 @@ class PatchUpsample(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        """[B, H, W, C] -> [B, H*k, W*k, features]."""
+        """[B, H, W, C] -> [B, H*k, W*k, features] `dtype`."""
         k, cin = self.factor, x.shape[-1]
         kernel = self.param(
             "kernel",
@@ -60,12 +58,7 @@ class PatchUpsample(nn.Module):
             self.param_dtype,
         )
         bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        b, h, w, _ = x.shape
-        y = jnp.einsum(
-            "bhwc,ijco->bhiwjo", x, kernel, preferred_element_type=result_dtype(self.dtype)
-        )
-        return (y.reshape(b, h * k, w * k, self.features) + bias).astype(self.dtype)
+        return kernels.patch_upsample(*nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype))
 
 
 class ResidualConvUnit(nn.Module):

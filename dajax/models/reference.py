@@ -2,9 +2,11 @@
 
 The same network and parameter tree as the fast `dajax.models.DepthAnything`, so every
 checkpoint loads into both; `tests/models/test_reference_model.py` checks that the two agree in
-values and in the gradients of the training losses. Read this file to learn the model, the
-fast one to learn the kernels (`docs/model.md`, "Reference model and fast kernels"). Shared
-with the fast model: the PyTorch-exact resizes of `resample.py` (position embeddings, DPT).
+values and in the gradients of the training losses. Read this file to learn the model,
+`dajax.models.kernels` to learn what the fast one does differently (`docs/model.md`,
+"Reference model and fast kernels"). Shared with the fast model: the PyTorch-exact resizes of
+`dajax.models.resample` (position embeddings, DPT), whose gathered gradient
+(`kernels.gather_resample`) is the one kernel both use.
 
 The encoder is DINOv2 (`dinov2/models/vision_transformer.py`), a ViT like big_vision's
 `models/vit.py` with: patch 14, a cls token, *learned* position embeddings stored for a 37x37
@@ -20,8 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from dajax.models.config import ModelConfig
-from dajax.models.dinov2 import interpolate_pos_embed
-from dajax.models.resample import resize_bilinear
+from dajax.models.resample import interpolate_pos_embed, resize_bilinear
 from dajax.models.variants import PATCH_SIZE, swiglu_hidden
 
 _trunc02 = nn.initializers.truncated_normal(0.02)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import functools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from dajax.models import kernels
 
 TORCH_CUBIC_A = -0.75
 
@@ -77,56 +78,6 @@ def _cubic_far(x: np.ndarray) -> np.ndarray:
     return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
 
-@functools.lru_cache(maxsize=256)
-def _transposed_taps(
-    method: str, in_size: int, out_size: int, align_corners: bool, scale: float | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The taps of the resize's transpose: for each input index, the outputs it feeds and their
-    weights, [in, k'] (k' = the most any input feeds; padded with weight-0 taps)."""
-    idx, w = _taps(method, in_size, out_size, align_corners, scale)
-    feeds: list[list[tuple[int, float]]] = [[] for _ in range(in_size)]
-    for o, j in np.ndindex(*idx.shape):
-        feeds[idx[o, j]].append((o, w[o, j]))
-    width = max(len(f) for f in feeds)
-    t_idx = np.zeros((in_size, width), np.int32)
-    t_w = np.zeros((in_size, width), np.float32)
-    for i, f in enumerate(feeds):
-        for j, (o, weight) in enumerate(f):
-            t_idx[i, j], t_w[i, j] = o, weight
-    return t_idx, t_w
-
-
-def _apply_taps(x: jnp.ndarray, axis: int, idx: np.ndarray, w: np.ndarray) -> jnp.ndarray:
-    """sum_k x.take(idx[:, k], axis) * w[:, k]: gathers along `axis` (its new length is
-    len(idx)), weights cast to x's dtype."""
-    shape = [1] * x.ndim
-    shape[axis] = idx.shape[0]
-    out = None
-    for k in range(idx.shape[1]):
-        taken = jnp.take(x, jnp.asarray(idx[:, k]), axis=axis, mode="clip")
-        term = taken * jnp.asarray(w[:, k], dtype=x.dtype).reshape(shape)
-        out = term if out is None else out + term
-    return out
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _resample(x: jnp.ndarray, axis: int, taps_key: tuple) -> jnp.ndarray:
-    return _apply_taps(x, axis, *_taps(*taps_key))
-
-
-def _resample_fwd(x, axis, taps_key):
-    return _resample(x, axis, taps_key), None
-
-
-def _resample_bwd(axis, taps_key, _, grad):
-    # The transpose as a gather too: autodiff of the forward's gathers would scatter-add, which
-    # GPUs run with atomics (5.7% of a ViT-L teacher step on an H200, mostly the DPT head).
-    return (_apply_taps(grad, axis, *_transposed_taps(*taps_key)),)
-
-
-_resample.defvjp(_resample_fwd, _resample_bwd)
-
-
 def resample_axis(
     x: jnp.ndarray,
     axis: int,
@@ -149,13 +100,13 @@ def resample_axis(
 
     Returns:
       `x` with `axis` of length `out_size`. Its gradient is the exact transpose, computed by
-      gathering (no scatter).
+      gathering (`kernels.gather_resample`).
     """
     axis = axis % x.ndim
     in_size = x.shape[axis]
     if in_size == out_size and scale is None and (method == "linear" or not align_corners):
         return x
-    return _resample(x, axis, (method, in_size, out_size, align_corners, scale))
+    return kernels.gather_resample(x, axis, *_taps(method, in_size, out_size, align_corners, scale))
 
 
 def resize_bilinear(
@@ -198,3 +149,33 @@ def resize_bicubic_to_size(
     for axis, out in zip(spatial_axes, size, strict=True):
         x = resample_axis(x, axis, out, method="cubic")
     return x
+
+
+def interpolate_pos_embed(
+    pos_embed: jnp.ndarray, grid_hw: tuple[int, int], pretrain_grid: int, mode: str
+) -> jnp.ndarray:
+    """Resizes DINOv2's learned position embeddings to a patch grid.
+
+    Args:
+      pos_embed: [1, 1 + G*G, C] (cls first), G = `pretrain_grid`.
+      grid_hw: (h, w) patch grid of the input image.
+      pretrain_grid: G, 37 for the released models.
+      mode: 'official' — `interpolate(scale_factor=((h+0.1)/G, (w+0.1)/G), mode='bicubic')`,
+        as DINOv2 and Depth Anything do; 'hf' — `interpolate(size=(h, w))` as `transformers`.
+        Both return the table unchanged on the pretraining grid with a square image.
+
+    Returns:
+      [1, 1 + h*w, C] in float32 (resampled in float32 whatever the param dtype).
+    """
+    h, w = grid_hw
+    pos_embed = pos_embed.astype(jnp.float32)
+    if (h, w) == (pretrain_grid, pretrain_grid):
+        return pos_embed
+    cls_pos, patch_pos = pos_embed[:, :1], pos_embed[:, 1:]
+    grid = patch_pos.reshape(1, pretrain_grid, pretrain_grid, -1)
+    if mode == "official":
+        scale = ((h + 0.1) / pretrain_grid, (w + 0.1) / pretrain_grid)
+        grid = resize_bicubic_by_scale(grid, scale)
+    else:
+        grid = resize_bicubic_to_size(grid, (h, w))
+    return jnp.concatenate([cls_pos, grid.reshape(1, h * w, -1)], axis=1)

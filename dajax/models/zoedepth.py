@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from dajax.models import conv
+from dajax.models import kernels
 from dajax.models.config import ModelConfig
 from dajax.models.depth_anything import DepthAnything
 from dajax.models.resample import resize_bilinear
@@ -74,7 +74,7 @@ def _conv1x1(features: int, name: str | None, dtype, param_dtype) -> nn.Conv:
         dtype=dtype,
         param_dtype=param_dtype,
         name=name,
-        conv_general_dilated=conv.conv_general_dilated,
+        conv_general_dilated=kernels.conv_general_dilated,
     )
 
 

@@ -12,12 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from dajax import checkpoints, runtime, visualize
+from dajax import checkpoints, models, runtime, visualize
 from dajax.data.registry import build_source
 from dajax.data.transforms import crop, resize_shorter
 from dajax.inference import DTYPES
 from dajax.models import DepthAnything, ModelConfig, init_params
-from dajax.models.reference import ReferenceDepthAnything
 from dajax.models.variants import IMAGENET_MEAN, IMAGENET_STD
 from dajax.weights.pretrained import load_dinov2_encoder
 
@@ -34,26 +33,22 @@ def model_config(model_cfg) -> ModelConfig:
 
 
 def build_model(model_cfg) -> tuple[nn.Module, ModelConfig]:
-    """The Flax module (compute dtype, remat, attention kernel from the config).
+    """The Flax module of `config.model` and its `ModelConfig`.
 
-    `model_cfg.impl`: 'fast' (`DepthAnything`, the optimised kernels) or 'reference'
-    (`ReferenceDepthAnything`: stock layers, float32 only); both have the same params.
+    `model_cfg.impl` picks the implementation (`dajax.models.build_model`): 'fast' (the
+    default: `DepthAnything`, with `dtype`, `remat`, `remat_blocks` and `attention` from the
+    config) or 'reference' (`ReferenceDepthAnything`: stock layers, float32, no kernel
+    options); both have the same params.
     """
     config = model_config(model_cfg)
     impl = model_cfg.get("impl", "fast")
-    if impl == "reference":
-        if model_cfg.dtype != "float32":
-            raise ValueError(f"model.impl='reference' computes in float32, got {model_cfg.dtype}")
-        return ReferenceDepthAnything(config), config
-    if impl != "fast":
-        raise ValueError(f"model.impl must be 'fast' or 'reference', got {impl!r}")
-    model = DepthAnything(
-        config,
-        dtype=DTYPES[model_cfg.dtype],
-        remat=model_cfg.remat,
-        remat_blocks=model_cfg.remat_blocks,
-        attention=model_cfg.attention,
+    options = dict(
+        remat=model_cfg.remat, remat_blocks=model_cfg.remat_blocks, attention=model_cfg.attention
     )
+    try:
+        model = models.build_model(config, impl, DTYPES[model_cfg.dtype], **options)
+    except ValueError as e:
+        raise ValueError(f"config.model: {e}") from None
     return model, config
 
 

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import pytest
 from hf_oracle import tiny_config
 
-from dajax.models import DepthAnything, init_params, precision
+from dajax.models import DepthAnything, init_params
+from dajax.models.kernels import precision
 
 
 def _products(jaxpr):

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dajax.models.dinov2 import interpolate_pos_embed
 from dajax.models.resample import (
+    interpolate_pos_embed,
     resample_axis,
     resize_bicubic_by_scale,
     resize_bicubic_to_size,
@@ -76,7 +76,7 @@ def test_resize_gradient_matches_torch_and_gathers_only(grid37, hw, mode, align_
 
 
 def test_official_and_hf_rules_differ_off_the_pretraining_grid():
-    """The 0.1 offset / scale_factor rule is not transformers' size rule (SPEC §1)."""
+    """The 0.1 offset / scale_factor rule is not transformers' size rule."""
     pos = np.random.RandomState(1).randn(1, 1 + 37 * 37, 8).astype(np.float32)
     official = np.asarray(interpolate_pos_embed(pos, (24, 40), 37, "official"))
     hf = np.asarray(interpolate_pos_embed(pos, (24, 40), 37, "hf"))

@@ -1,4 +1,4 @@
-"""`dinov2.folded_dense`: affines folded into a matmul's weights equal the affines applied."""
+"""`kernels.folded_dense`: affines folded into a matmul's weights equal the affines applied."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dajax.models.dinov2 import AffineDense, folded_dense
+from dajax.models.kernels.folded_dense import FoldedDense, folded_dense
 
 
 def _arrays():
@@ -68,7 +68,7 @@ def test_bfloat16_folding_tracks_float32():
 def test_affine_dense_has_dense_params_and_values():
     x = _arrays()[0]
     dense = nn.Dense(24, kernel_init=nn.initializers.truncated_normal(0.02))
-    ours = AffineDense(24)
+    ours = FoldedDense(24)
     params = ours.init(jax.random.key(2), x)
     want = dense.init(jax.random.key(2), x)
     jax.tree.map(np.testing.assert_array_equal, params, want)

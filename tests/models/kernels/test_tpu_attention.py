@@ -1,4 +1,4 @@
-"""`dajax.models.tpu_attention`: the Pallas TPU flash kernel, run in Pallas' interpret mode on
+"""`kernels.tpu_attention`: the Pallas TPU flash kernel, run in Pallas' interpret mode on
 the CPU, against XLA's plain attention, at a token count that is not a whole block."""
 
 import jax
@@ -8,8 +8,8 @@ from jax.experimental.pallas import tpu as pltpu
 from jax.sharding import AxisType
 
 from dajax import sharding
-from dajax.models import tpu_attention
-from dajax.models.dinov2 import _jax_nn_attention
+from dajax.models.kernels import tpu_attention
+from dajax.models.kernels.attention import xla_attention
 
 
 def _qkv(batch: int, heads: int, tokens: int):
@@ -31,8 +31,8 @@ def test_padded_tokens_are_masked_forward_and_backward():
         out = jax.jit(tpu_attention.flash_attention)(q, k, v)
         grads = jax.jit(jax.grad(_loss(tpu_attention.flash_attention), argnums=(0, 1, 2)))(q, k, v)
     assert out.shape == q.shape
-    np.testing.assert_allclose(out, _jax_nn_attention(q, k, v), atol=2e-5)
-    want = jax.grad(_loss(_jax_nn_attention), argnums=(0, 1, 2))(q, k, v)
+    np.testing.assert_allclose(out, xla_attention(q, k, v), atol=2e-5)
+    want = jax.grad(_loss(xla_attention), argnums=(0, 1, 2))(q, k, v)
     for got, ref in zip(grads, want, strict=True):
         np.testing.assert_allclose(got, ref, atol=2e-5)
 
@@ -47,7 +47,7 @@ def test_kernel_runs_per_device_under_the_mesh():
         out = fn(q, k, v)
     # A manual (shard_map) region: XLA cannot partition the kernel itself.
     assert "manual" in text
-    np.testing.assert_allclose(out, _jax_nn_attention(q, k, v), atol=2e-5)
+    np.testing.assert_allclose(out, xla_attention(q, k, v), atol=2e-5)
 
 
 def test_mesh_axes_split_the_batch_then_the_heads():

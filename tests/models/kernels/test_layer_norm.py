@@ -1,4 +1,4 @@
-"""`dajax.models.layer_norm`: flax's LayerNorm values with hand-written backwards."""
+"""`dajax.models.kernels.layer_norm`: flax's LayerNorm values with hand-written backwards."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dajax.models.layer_norm import DeferredLayerNorm, LayerNorm, standardize
+from dajax.models.kernels.layer_norm import DeferredLayerNorm, LayerNorm, standardize
 
 
 def _inputs(dtype):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from dajax.models import blocked_attention as ba
-from dajax.models.dinov2 import scaled_dot_product_attention
+from dajax.models.kernels import blocked_attention as ba
+from dajax.models.kernels.attention import dot_product_attention
 
 
 def _qkv_and_cotangent(shape, dtype=jnp.float32):
@@ -75,7 +75,7 @@ def test_sharded_batch_needs_no_collective():
     spec = jax.ShapeDtypeStruct(
         (8, 2, 300, 16), jnp.float32, sharding=jax.sharding.NamedSharding(mesh, P("data"))
     )
-    attend = lambda q, k, v: scaled_dot_product_attention(q, k, v, "chunked")  # noqa: E731
+    attend = lambda q, k, v: dot_product_attention(q, k, v, "chunked")  # noqa: E731
     grads = jax.jit(lambda *a: _value_and_grads(attend, *a))
     hlo = grads.lower((spec,) * 3, spec).compile().as_text()
     assert not any(op in hlo for op in ("all-gather", "all-to-all", "all-reduce"))

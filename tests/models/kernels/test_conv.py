@@ -1,4 +1,4 @@
-"""`dajax.models.conv`: the convolution with the per-tap kernel gradient on CPUs."""
+"""`dajax.models.kernels.conv`: the convolution with the per-tap kernel gradient on CPUs."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from dajax.models import conv
+from dajax.models.kernels import conv
 
 
 def _reference(x, kernel, strides, padding):

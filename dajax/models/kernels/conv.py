@@ -1,17 +1,29 @@
 """2-D convolution whose kernel gradient on CPUs is one matmul per kernel tap.
 
+Replaces: `nn.Conv`'s `lax.conv_general_dilated` and autodiff's kernel gradient of it (plugged
+  in as `nn.Conv(..., conv_general_dilated=conv_general_dilated)`), and `ConvTranspose` with
+  stride equal to the kernel size (`patch_upsample`).
+Pays on: CPUs (the per-tap kernel gradient is chosen by `lax.platform_dependent`); 1x1
+  convolutions and `patch_upsample` are matmuls on every platform.
+Measured: on a 2-core x86 CPU a DPT 3x3 conv at 296² (64 → 64 channels) took 3.2–4.1 s for
+  autodiff's kernel gradient (its forward 0.14 s), 0.46–0.60 s by taps; a 1x1 conv 1.9 s and
+  31 ms; the DPT head's forward + backward went from ~10.5 s to ~1.7 s. XLA:CPU's convolution
+  took ~50 ms for the head's last 1x1 conv (32 → 1 channels at 518²), the matmul ~2 ms
+  (`benchmarks/README.md`, `train_step.py` section; `docs/cpu_inference.md`). The H100
+  compile of the ViT-S teacher step is unchanged (7.2 GB memory-bound, `roofline.py`).
+
 XLA:CPU runs the kernel gradient that autodiff derives from `lax.conv_general_dilated` (a
-convolution with batch and features swapped) outside its fast convolution path: a DPT 3x3 conv
-at 296² takes ~20x its forward time, a 1x1 conv ~60x. Here, on CPUs, the gradient is
-`dK[i, j] = Σ_{b,h,w} x_pad[b, s·h + i, s·w + j, :]ᵀ dY[b, h, w, :]`: one strided slice and
-one matmul per tap (7x and 60x faster for those convs). Other platforms keep autodiff's
-gradient (cuDNN's and the TPU's own kernels). Float32 values and input gradients are unchanged.
+convolution with batch and features swapped) outside its fast convolution path. Here, on
+CPUs, the gradient is `dK[i, j] = Σ_{b,h,w} x_pad[b, s·h + i, s·w + j, :]ᵀ dY[b, h, w, :]`:
+one strided slice and one matmul per tap. Other platforms keep autodiff's gradient (cuDNN's
+and the TPU's own kernels). Float32 values and input gradients are unchanged.
 
 Forward values: in half precision on CPUs the convolution asks for a float32 result and rounds
-it once (`dajax.models.precision`). A 1x1 convolution with stride 1 and no padding is a matmul
+it once (`kernels.precision`). A 1x1 convolution with stride 1 and no padding is a matmul
 over the channels (`pointwise`), differentiated as one (its kernel gradient is then the one-tap
-matmul above on every platform): XLA:CPU's convolution took ~50 ms for the DPT head's last
-1x1 conv (32 channels to 1 at 518²), a matmul ~2 ms.
+matmul above on every platform). `patch_upsample` is PyTorch's `ConvTranspose2d` with stride
+equal to its kernel size: the k x k blocks it writes do not overlap, so it is one matmul and a
+depth-to-space reshape instead of a transposed convolution.
 
 `conv_general_dilated` is a drop-in for `nn.Conv(..., conv_general_dilated=...)` for NHWC/HWIO
 convolutions without dilation or groups, the only kind dajax's models use.
@@ -26,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dajax.models.precision import result_dtype
+from dajax.models.kernels.precision import result_dtype
 
 _NHWC = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # NHWC, HWIO, NHWC
 
@@ -141,15 +153,31 @@ def conv_general_dilated(
         padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
     if dilated or feature_group_count != 1:
         raise ValueError(
-            "dajax.models.conv takes undilated, ungrouped convolutions; got "
+            "dajax.models.kernels.conv takes undilated, ungrouped convolutions; got "
             f"lhs_dilation={lhs_dilation}, rhs_dilation={rhs_dilation}, "
             f"feature_group_count={feature_group_count}"
         )
     if dimension_numbers is not None and lax.conv_dimension_numbers(
         lhs.shape, rhs.shape, dimension_numbers
     ) != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC):
-        raise ValueError(f"dajax.models.conv takes NHWC/HWIO, got {dimension_numbers}")
+        raise ValueError(f"dajax.models.kernels.conv takes NHWC/HWIO, got {dimension_numbers}")
     padding = tuple(tuple(int(p) for p in pair) for pair in padding)
     if rhs.shape[:2] == (1, 1) and tuple(window_strides) == (1, 1) and not any(sum(padding, ())):
         return pointwise(lhs, rhs, precision)
     return _conv(lhs, rhs, tuple(window_strides), padding, precision)
+
+
+def patch_upsample(x: jnp.ndarray, kernel: jnp.ndarray, bias: jnp.ndarray) -> jnp.ndarray:
+    """`ConvTranspose2d(kernel_size=k, stride=k)`: every pixel becomes a k x k block.
+
+    Args:
+      x: [B, H, W, Cin]; kernel: [k, k, Cin, Cout] (PyTorch stores [Cin, Cout, k, k]);
+        bias: [Cout]; all in the compute dtype.
+
+    Returns:
+      [B, H*k, W*k, Cout] in x's dtype, computed with a float32 result where `result_dtype`
+      says so.
+    """
+    (b, h, w, _), (k, _, _, cout) = x.shape, kernel.shape
+    y = jnp.einsum("bhwc,ijco->bhiwjo", x, kernel, preferred_element_type=result_dtype(x.dtype))
+    return (y.reshape(b, h * k, w * k, cout) + bias).astype(x.dtype)
