@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dajax.io.images import as_rgb_image
-from dajax.models import DepthAnything, ModelConfig, init_params
+from dajax.models import DepthAnything, ModelConfig, build_model, init_params
 from dajax.models.resample import resize_bilinear
 from dajax.preprocess import check_image, network_size, preprocess
 from dajax.weights.pretrained import load_depth_anything
@@ -60,6 +60,8 @@ class DepthEstimator:
       max_side: cap on the longer network-input side in pixels (default
         `MAX_SIDE_FACTOR * input_size`): images of extreme aspect ratio (300x1 would need a
         155400x518 input) are run at a size whose longer side fits, see `network_size`.
+      impl: the network's implementation, 'fast' (default) or 'reference' (stock flax layers,
+        float32 only; `dajax.models.build_model`).
     """
 
     def __init__(
@@ -70,13 +72,14 @@ class DepthEstimator:
         input_size: int = 518,
         dtype: str = "float32",
         max_side: int | None = None,
+        impl: str = "fast",
     ):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
         self.config = config
         self.input_size = input_size
         self.max_side = max_side or MAX_SIDE_FACTOR * input_size
-        self.model = DepthAnything(config, dtype=DTYPES[dtype])
+        self.model = build_model(config, impl, DTYPES[dtype])
         self.params = jax.device_put(params)
         self._apply = jax.jit(lambda p, x: self.model.apply({"params": p}, x))
         self._resize = _jitted_resize(align_corners=config.version == "v2")
@@ -94,6 +97,7 @@ class DepthEstimator:
         dtype: str = "float32",
         pos_embed: str | None = None,
         max_side: int | None = None,
+        impl: str = "fast",
     ) -> DepthEstimator:
         """Loads an official `.pth`, a Hugging Face `.safetensors` or a dajax checkpoint.
 
@@ -104,7 +108,7 @@ class DepthEstimator:
         config, params = load_depth_anything(
             path, arch=arch, version=version, head=head, max_depth=max_depth, pos_embed=pos_embed
         )
-        return cls(config, params, input_size=input_size, dtype=dtype, max_side=max_side)
+        return cls(config, params, input_size=input_size, dtype=dtype, max_side=max_side, impl=impl)
 
     @classmethod
     def random(
@@ -115,11 +119,12 @@ class DepthEstimator:
         input_size: int = 518,
         dtype: str = "float32",
         max_side: int | None = None,
+        impl: str = "fast",
     ) -> DepthEstimator:
         """Seeded random weights (`init_params`): runs the whole pipeline without a checkpoint,
         for demos and plumbing; its depth maps carry no depth knowledge."""
         params = init_params(DepthAnything(config), jax.random.key(seed))
-        return cls(config, params, input_size=input_size, dtype=dtype, max_side=max_side)
+        return cls(config, params, input_size=input_size, dtype=dtype, max_side=max_side, impl=impl)
 
     def forward(self, x: np.ndarray | jax.Array) -> jax.Array:
         """Runs the network alone.

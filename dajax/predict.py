@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype"
     )
     p.add_argument(
+        "--impl",
+        choices=["fast", "reference"],
+        default="fast",
+        help="network implementation: the fast kernels, or the plain reference (float32 only)",
+    )
+    p.add_argument(
         "--video", action="store_true", help="--input is a video; write OUT/<stem>_depth.mp4"
     )
     return p
@@ -231,7 +237,12 @@ def load_estimator(args: argparse.Namespace):
     from dajax.inference import DepthEstimator
     from dajax.models import ModelConfig
 
-    sizes = {"input_size": args.input_size, "dtype": args.dtype, "max_side": args.max_side}
+    sizes = {
+        "input_size": args.input_size,
+        "dtype": args.dtype,
+        "max_side": args.max_side,
+        "impl": args.impl,
+    }
     if not args.weights:
         print(
             "demo: no --weights, so a seeded RANDOM ViT-S runs: the maps show the pipeline "
@@ -277,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.weights and not args.demo:
         print(WEIGHTS_HELP, file=sys.stderr)
+        return 2
+    if args.impl == "reference" and args.dtype != "float32":
+        print("error: --impl reference computes in float32; drop --dtype", file=sys.stderr)
         return 2
     try:
         work = plan(args)

@@ -23,7 +23,7 @@ from dajax import sharding
 from dajax.data import perturb
 from dajax.data.pipeline import StudentBatches, unlabeled_dataset
 from dajax.data.registry import build_source
-from dajax.models import DepthAnything, param_shapes
+from dajax.models import build_model, param_shapes
 from dajax.training import losses, setup
 from dajax.training.loop import Recipe, train
 from dajax.training.optimizer import build_optimizer
@@ -122,7 +122,8 @@ def run(config, workdir: str) -> str:
     teacher_model = None
     if config.online_teacher:
         teacher_config, teacher_params = load_depth_anything(config.teacher)
-        teacher_model = DepthAnything(teacher_config, dtype=model.dtype)
+        impl = config.model.get("impl", "fast")
+        teacher_model = build_model(teacher_config, impl, model.dtype)
         frozen["teacher"] = jax.device_get(teacher_params)
     tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
     batches = StudentBatches(

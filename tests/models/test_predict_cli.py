@@ -78,6 +78,21 @@ def test_pred_only_grayscale_and_list_file(tmp_path, weights):
     assert out.shape == (28, 28, 3) and (out[..., 0] == out[..., 1]).all()
 
 
+def test_reference_implementation_writes_the_same_depth(tmp_path, weights, capsys):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.random.RandomState(1).randint(0, 256, (28, 42, 3), np.uint8))
+    args = ["--weights", weights, "--input", str(img), "--input-size", "28", "--save-npy"]
+    depth = {}
+    for impl in ("fast", "reference"):
+        out = tmp_path / impl
+        assert predict.main([*args, "--outdir", str(out), "--impl", impl]) == 0
+        depth[impl] = np.load(out / "x.npy")
+    np.testing.assert_allclose(depth["reference"], depth["fast"], rtol=1e-4, atol=1e-5)
+    bf16 = [*args, "--outdir", str(tmp_path / "bf16"), "--impl", "reference", "--dtype", "bfloat16"]
+    assert predict.main(bf16) == 2
+    assert "--impl reference computes in float32" in capsys.readouterr().err
+
+
 def test_video_writes_a_depth_video(tmp_path, weights):
     from dajax.io.video import VideoReader, VideoWriter
 

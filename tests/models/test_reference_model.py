@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from configs import student as student_config
-from dajax.models import DepthAnything, ModelConfig, init_params, param_shapes
-from dajax.models.reference import ReferenceDepthAnything
+from dajax.inference import DepthEstimator
+from dajax.models import (
+    DepthAnything,
+    ModelConfig,
+    ReferenceDepthAnything,
+    build_model,
+    init_params,
+    param_shapes,
+)
 from dajax.training import setup, student, teacher
 
 TINY = dict(encoder="custom", dim=32, heads=2, features=8, out_channels=(4, 8, 16, 32))
@@ -144,6 +151,28 @@ def test_build_model_switch():
     assert isinstance(setup.build_model(model_cfg)[0], DepthAnything)
     model_cfg.impl = "reference"
     assert isinstance(setup.build_model(model_cfg)[0], ReferenceDepthAnything)
-    model_cfg.impl = "slow"
-    with pytest.raises(ValueError, match="model.impl must be"):
+    model_cfg.remat = "full"  # a kernel option the reference does not have
+    with pytest.raises(ValueError, match="config.model: the reference model has no kernel"):
         setup.build_model(model_cfg)
+    model_cfg.impl = "slow"
+    with pytest.raises(ValueError, match="impl must be one of"):
+        setup.build_model(model_cfg)
+
+
+def test_build_model_reference_is_float32_only():
+    config = CONFIGS["v1"]
+    assert isinstance(build_model(config, "reference"), ReferenceDepthAnything)
+    assert isinstance(build_model(config, "fast", jnp.bfloat16), DepthAnything)
+    with pytest.raises(ValueError, match="computes in float32, got dtype bfloat16"):
+        build_model(config, "reference", jnp.bfloat16)
+
+
+def test_depth_estimator_runs_either_implementation():
+    fast, _, params = _models("v1")
+    x = _images(seed=9, n=1)
+    est = {
+        impl: DepthEstimator(CONFIGS["v1"], params, input_size=28, impl=impl)
+        for impl in ("fast", "reference")
+    }
+    assert isinstance(est["reference"].model, ReferenceDepthAnything)
+    _assert_close(est["reference"].forward(x), est["fast"].forward(x))
