@@ -112,6 +112,7 @@ def get_config(arg=None):
         input_size=518,
         batch=4,
         dtype="float32",
+        impl="fast",
     )
     names = ZERO_SHOT if args.dataset == "all" else (args.dataset,)
     table = benchmarks(args.root, single=args.dataset != "all")
@@ -128,6 +129,7 @@ def get_config(arg=None):
     config.input_size = args.input_size
     config.batch_size = args.batch
     config.dtype = args.dtype
+    config.impl = args.impl  # 'reference': the plain model (dajax/models/reference.py), float32
     config.reference = {
         "relative": {
             enc: {n: {"abs_rel": r[0], "a1": r[1]} for n, r in rows.items()}

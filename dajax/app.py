@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         "folder saved, else official)",
     )
     p.add_argument(
+        "--impl",
+        choices=["fast", "reference"],
+        default="fast",
+        help="network implementation, see dajax.predict (default: %(default)s)",
+    )
+    p.add_argument(
         "--fov",
         type=float,
         default=60.0,
@@ -150,9 +156,9 @@ def load(args: argparse.Namespace):
 
     if not args.weights:
         config = ModelConfig.from_variant("vits", "v2")
-        return DepthEstimator.random(config, input_size=args.input_size)
+        return DepthEstimator.random(config, input_size=args.input_size, impl=args.impl)
     return DepthEstimator.from_pretrained(
-        args.weights, input_size=args.input_size, pos_embed=args.pos_embed
+        args.weights, input_size=args.input_size, pos_embed=args.pos_embed, impl=args.impl
     )
 
 

@@ -274,8 +274,13 @@ def is_zoedepth_checkpoint(path: str | os.PathLike) -> bool:
     return "metric_depth_indoor" in name or "metric_depth_outdoor" in name
 
 
-def load_estimator(path: str | os.PathLike, input_size: int = 518, dtype: str = "float32"):
-    """A `ZoeDepthEstimator` for official V1 metric files, else a `DepthEstimator`."""
+def load_estimator(
+    path: str | os.PathLike, input_size: int = 518, dtype: str = "float32", impl: str = "fast"
+):
+    """A `ZoeDepthEstimator` for official V1 metric files (fast implementation only), else a
+    `DepthEstimator` (`impl` as there)."""
     if is_zoedepth_checkpoint(path):
+        if impl != "fast":
+            raise ValueError(f"{path}: ZoeDepth checkpoints run the fast model only, not {impl!r}")
         return ZoeDepthEstimator.from_pretrained(path)
-    return DepthEstimator.from_pretrained(path, input_size=input_size, dtype=dtype)
+    return DepthEstimator.from_pretrained(path, input_size=input_size, dtype=dtype, impl=impl)

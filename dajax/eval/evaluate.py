@@ -200,7 +200,8 @@ def run(config, workdir: str) -> dict:
     writes `workdir/eval.json`. Returns {dataset: scores}."""
     if not config.weights:
         raise ValueError("set the checkpoint to evaluate: --config=configs/eval.py:weights=PATH")
-    estimator = load_estimator(config.weights, config.input_size, config.dtype)
+    impl = config.get("impl", "fast")
+    estimator = load_estimator(config.weights, config.input_size, config.dtype, impl)
     head = estimator.config.head
     protocol = resolve_protocol(config.protocol, head)
     results = {}

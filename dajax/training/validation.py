@@ -38,9 +38,10 @@ class Validator:
       eval_cfg: `config.eval`.
       model_config: the trained architecture (its head picks the protocol).
       workdir: where `best.json` goes.
+      impl: the network implementation that scores them (`DepthEstimator`'s `impl`).
     """
 
-    def __init__(self, eval_cfg, model_config: ModelConfig, workdir: str):
+    def __init__(self, eval_cfg, model_config: ModelConfig, workdir: str, impl: str = "fast"):
         self.source = build_source(eval_cfg.data)
         self.bench = Bench(
             eval_cfg.get("min_depth", 1e-3),
@@ -53,6 +54,7 @@ class Validator:
         self.input_size = eval_cfg.input_size
         self.batch_size = eval_cfg.batch_size
         self.best_path = os.path.join(workdir, BEST_FILE)
+        self.impl = impl
         self._estimator: DepthEstimator | None = None
 
     def __call__(self, step: int, params, metrics_log: MetricsLog) -> dict | None:
@@ -65,7 +67,7 @@ class Validator:
         if jax.process_index() == 0:
             if self._estimator is None:  # one estimator, so its network compiles once
                 self._estimator = DepthEstimator(
-                    self.model_config, host_params, input_size=self.input_size
+                    self.model_config, host_params, input_size=self.input_size, impl=self.impl
                 )
             else:
                 self._estimator.params = jax.device_put(host_params)
@@ -107,7 +109,7 @@ def from_config(config, model_config: ModelConfig | None, workdir: str) -> Valid
     """A `Validator` when `config.eval_every > 0` (and the stage has a model), else None."""
     if config.get("eval_every", 0) <= 0 or model_config is None:
         return None
-    return Validator(config.eval, model_config, workdir)
+    return Validator(config.eval, model_config, workdir, config.model.get("impl", "fast"))
 
 
 def _format(scores: dict) -> str:

@@ -90,6 +90,9 @@ def test_eval_stage_scores_the_demo_checkpoint(demo_run, tmp_path, capsys):
     assert saved["protocol"] == "relative" and saved["flip"] is True
     assert saved["results"] == results
     assert 0 < results["procedural"]["abs_rel"] and 0 <= results["procedural"]["a1"] <= 1
+    config.impl = "reference"  # the plain model scores the same checkpoint alike
+    plain = evaluate.run(config, str(tmp_path / "reference"))["procedural"]
+    assert plain["abs_rel"] == pytest.approx(results["procedural"]["abs_rel"], rel=1e-3)
 
 
 def test_export_cli_writes_the_newest_checkpoint_params(teacher_run, tmp_path, capsys):
