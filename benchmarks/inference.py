@@ -46,12 +46,11 @@ from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, D
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks import hardware  # noqa: E402
+from dajax.dtypes import DTYPES  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
 from dajax.models.kernels import ATTENTION_IMPLS  # noqa: E402
 from dajax.serving import export_network, load_served  # noqa: E402
 from dajax.weights.depth_anything_keys import official_to_flax, to_official  # noqa: E402
-
-DTYPES = ("float32", "bfloat16")
 
 
 def hf_model(config: ModelConfig) -> DepthAnythingForDepthEstimation:

@@ -43,6 +43,7 @@ from transformers import Dinov2Model  # noqa: E402
 from benchmarks import hardware  # noqa: E402
 from benchmarks.inference import hf_model, profile_runs  # noqa: E402
 from configs import common  # noqa: E402
+from dajax.dtypes import DTYPES  # noqa: E402
 from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
 from dajax.models.kernels import ATTENTION_IMPLS  # noqa: E402
 from dajax.training import student, teacher  # noqa: E402
@@ -280,7 +281,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=518)
     p.add_argument("--labeled-batch", type=int, default=2)
     p.add_argument("--stages", nargs="+", default=["teacher", "student"])
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
     p.add_argument("--remat", default="none", help="dajax encoder remat policy")
     p.add_argument("--attention", default="auto", choices=ATTENTION_IMPLS, help="dajax kernel")
     p.add_argument("--iters", type=int, default=3)

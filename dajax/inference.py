@@ -24,13 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dajax.dtypes import compute_dtype
 from dajax.io.images import as_rgb_image
 from dajax.models import DepthAnything, ModelConfig, build_model, init_params
 from dajax.models.resample import resize_bilinear
 from dajax.preprocess import check_image, network_size, preprocess
 from dajax.weights.pretrained import load_depth_anything
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MAX_SIDE_FACTOR = 8  # default cap on the longer network-input side, in units of input_size
 
 
@@ -74,12 +74,10 @@ class DepthEstimator:
         max_side: int | None = None,
         impl: str = "fast",
     ):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
         self.config = config
         self.input_size = input_size
         self.max_side = max_side or MAX_SIDE_FACTOR * input_size
-        self.model = build_model(config, impl, DTYPES[dtype])
+        self.model = build_model(config, impl, compute_dtype(dtype))
         self.params = jax.device_put(params)
         self._apply = jax.jit(lambda p, x: self.model.apply({"params": p}, x))
         self._resize = _jitted_resize(align_corners=config.version == "v2")

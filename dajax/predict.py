@@ -26,6 +26,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from dajax.dtypes import DTYPES
 from dajax.io.images import ImageReadError, read_image
 from dajax.io.inputs import Inputs, list_inputs
 from dajax.io.outputs import OutputError, check_outdir, make_outdir, plan_outputs, write_png
@@ -120,9 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fov", type=float, default=60.0, help="horizontal field of view for --ply, degrees"
     )
-    p.add_argument(
-        "--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype"
-    )
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype")
     p.add_argument(
         "--impl",
         choices=["fast", "reference"],

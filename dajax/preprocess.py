@@ -10,7 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dajax.models.variants import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE
+from dajax.models.normalization import imagenet_normalize
+from dajax.models.variants import PATCH_SIZE
 
 
 def _constrain(x: float, min_val: int, multiple: int) -> int:
@@ -67,7 +68,7 @@ def preprocess(image: np.ndarray, input_size: int = 518, max_side: int | None = 
     h, w = network_size(image.shape[0], image.shape[1], input_size, max_side=max_side)
     x = image.astype(np.float64) / 255.0
     x = cv2.resize(x, (w, h), interpolation=cv2.INTER_CUBIC)
-    x = (x - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
+    x = imagenet_normalize(x)
     return x.astype(np.float32)
 
 

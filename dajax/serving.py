@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dajax.dtypes import DTYPES, compute_dtype
+
 GRAPH_FILE, PARAMS_FILE, META_FILE = "model.jaxexport", "params.npz", "serving.json"
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def export_network(
@@ -58,10 +59,9 @@ def export_network(
 
     if height % 14 or width % 14:
         raise ValueError(f"height and width must be multiples of 14, got {height}x{width}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-    model = DepthAnything(config, dtype=DTYPES[dtype], attention="portable")
-    weights = jax.tree.map(lambda a: np.asarray(a).astype(DTYPES[dtype]), params)
+    compute = compute_dtype(dtype)
+    model = DepthAnything(config, dtype=compute, attention="portable")
+    weights = jax.tree.map(lambda a: np.asarray(a).astype(compute), params)
     fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
     (batch,) = jax.export.symbolic_shape("b")
     images = jax.ShapeDtypeStruct((batch, height, width, 3), jnp.float32)
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dtype",
-        choices=tuple(DTYPES),
+        choices=DTYPES,
         default="float32",
         help="compute and weight dtype (default: float32)",
     )

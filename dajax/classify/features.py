@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from dajax.models import ModelConfig
 from dajax.models.depth_anything import build_encoder
-from dajax.models.variants import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE
+from dajax.models.normalization import imagenet_normalize
+from dajax.models.variants import PATCH_SIZE
 
 log = logging.getLogger("dajax")
 
@@ -42,12 +43,6 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(
         image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     )
-
-
-def normalize(images: jax.Array) -> jax.Array:
-    """[B, H, W, 3] uint8 -> float32 `(x / 255 - mean) / std` with ImageNet statistics."""
-    x = images.astype(jnp.float32) / 255.0
-    return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
 
 
 class FeatureExtractor:
@@ -82,7 +77,7 @@ class FeatureExtractor:
             self.image_size = max(PATCH_SIZE, round(image_size / PATCH_SIZE) * PATCH_SIZE)
             params, apply = _dinov2(dinov2 or ModelConfig.from_variant("vits"), weights, seed)
         self.params = jax.device_put(params)
-        self._apply = jax.jit(lambda p, x: apply(p, normalize(x)))
+        self._apply = jax.jit(lambda p, x: apply(p, imagenet_normalize(x)))
         spec = jax.ShapeDtypeStruct((1, self.image_size, self.image_size, 3), jnp.uint8)
         self.dim = int(jax.eval_shape(self._apply, self.params, spec).shape[-1])
 

@@ -292,8 +292,8 @@ def resnet50_features(params: dict, images: jax.Array, output: str = "logits") -
 
     Args:
       params: from `load_torchvision_resnet50` or `init_resnet50_params`.
-      images: [B, H, W, 3] float32 RGB, ImageNet-normalised (`(x / 255 - mean) / std` with
-        mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)); H, W >= 32 in practice.
+      images: [B, H, W, 3] float32 RGB, ImageNet-normalised
+        (`dajax.models.normalization.imagenet_normalize`); H, W >= 32 in practice.
       output: "logits" for [B, 1000] unnormalised class scores, or "pool" for the [B, 2048]
         globally average-pooled final features (before `fc`). Static under `jax.jit`.
 

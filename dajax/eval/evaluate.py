@@ -6,7 +6,7 @@ Stage `eval` (`python -m dajax.main --config=configs/eval.py:dataset=nyu,weights
   the ground-truth disparity by least-squares scale and shift (`align.relative_depth_metrics`),
   then AbsRel and δ1 — paper Table 1;
 - metric models (`protocol='metric'`): predictions clipped to the evaluation range, then the
-  nine metrics of the official `compute_errors` (`dajax.metrics`) — paper Table 3.
+  nine metrics of the official `compute_errors` (`dajax.eval.metrics`) — paper Table 3.
 
 Both score the pixels inside the dataset's depth range (`min_depth < gt < max_depth`) and crop
 (Eigen for NYU, Garg for KITTI), per image, then average over the images with valid pixels.
@@ -29,14 +29,14 @@ from tqdm import tqdm
 from dajax.data.registry import build_source
 from dajax.eval.align import relative_depth_metrics
 from dajax.eval.baselines import BASELINES
-from dajax.inference import DepthEstimator, load_estimator
-from dajax.metrics import (
+from dajax.eval.metrics import (
     METRIC_KEYS,
     average_over_images,
     clip_prediction,
     crop_mask,
     per_image_metrics,
 )
+from dajax.inference import DepthEstimator, load_estimator
 
 log = logging.getLogger("dajax")
 

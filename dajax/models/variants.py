@@ -11,8 +11,6 @@ import dataclasses
 
 PATCH_SIZE = 14
 PRETRAIN_GRID = 37  # DINOv2 position embeddings were trained at 518 px = 37 x 37 patches.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 VERSIONS = ("v1", "v2")
 HEADS = ("relative", "metric")

@@ -33,8 +33,9 @@ import numpy as np
 from dajax.models import kernels
 from dajax.models.config import ModelConfig
 from dajax.models.depth_anything import DepthAnything
+from dajax.models.normalization import imagenet_normalize
 from dajax.models.resample import resize_bilinear
-from dajax.models.variants import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE
+from dajax.models.variants import PATCH_SIZE
 
 Dtype = jnp.dtype | type
 
@@ -331,6 +332,4 @@ def prep_for_core(
     """
     size = prep_size(x.shape[1], x.shape[2], img_size, keep_aspect_ratio)
     x = resize_bilinear(x.astype(jnp.float32), size, align_corners=True)
-    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
-    std = jnp.asarray(IMAGENET_STD, jnp.float32)
-    return (x - mean) / std
+    return imagenet_normalize(x)

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from dajax.models import ModelConfig
+from dajax.models.normalization import imagenet_normalize
 from dajax.training import losses, setup
 from dajax.training.supervised import train_supervised
 from dajax.weights.pretrained import load_depth_anything
@@ -32,7 +33,7 @@ def make_loss_fn(model, min_depth: float, max_depth: float, lam: float = 0.5):
     """
 
     def loss_fn(params, batch, frozen, rng):
-        pred = model.apply({"params": params}, setup.normalize_images(batch["image"]))
+        pred = model.apply({"params": params}, imagenet_normalize(batch["image"]))
         target = batch["target"]
         valid = batch["mask"] & (target >= min_depth) & (target <= max_depth)
         loss = losses.silog_loss(pred, target, valid, lam)

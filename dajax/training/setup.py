@@ -8,16 +8,15 @@ import shutil
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
 from dajax import checkpoints, models, runtime, visualize
 from dajax.data.registry import build_source
 from dajax.data.transforms import crop, resize_shorter
-from dajax.inference import DTYPES
+from dajax.dtypes import compute_dtype
 from dajax.models import DepthAnything, ModelConfig, init_params
-from dajax.models.variants import IMAGENET_MEAN, IMAGENET_STD
+from dajax.models.normalization import imagenet_normalize
 from dajax.weights.pretrained import load_dinov2_encoder
 
 log = logging.getLogger("dajax")
@@ -46,7 +45,7 @@ def build_model(model_cfg) -> tuple[nn.Module, ModelConfig]:
         remat=model_cfg.remat, remat_blocks=model_cfg.remat_blocks, attention=model_cfg.attention
     )
     try:
-        model = models.build_model(config, impl, DTYPES[model_cfg.dtype], **options)
+        model = models.build_model(config, impl, compute_dtype(model_cfg.dtype), **options)
     except ValueError as e:
         raise ValueError(f"config.model: {e}") from None
     return model, config
@@ -67,14 +66,6 @@ def initial_params(config: ModelConfig, dinov2_path: str, seed: int) -> dict:
     return jax.tree.map(np.asarray, params)
 
 
-def normalize_images(images: jnp.ndarray) -> jnp.ndarray:
-    """[B, H, W, 3] uint8 (or float in [0, 1]) -> ImageNet-normalised float32."""
-    x = images.astype(jnp.float32)
-    if images.dtype == jnp.uint8:
-        x = x / 255.0
-    return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
-
-
 def preview_images(source_spec, count: int, size: int) -> np.ndarray:
     """The first `count` images of a source, centre-cropped to [count, size, size, 3] uint8."""
     source = build_source(source_spec)
@@ -92,7 +83,7 @@ def depth_preview(model, images: np.ndarray, every: int):
     TensorBoard images `preview/<i>`. `every <= 0` disables it (returns None)."""
     if every <= 0:
         return None
-    predict = jax.jit(lambda params: model.apply({"params": params}, normalize_images(images)))
+    predict = jax.jit(lambda params: model.apply({"params": params}, imagenet_normalize(images)))
 
     def hook(step: int, state, metrics_log) -> None:
         if step % every:

@@ -24,6 +24,7 @@ from dajax.data import perturb
 from dajax.data.pipeline import StudentBatches, unlabeled_dataset
 from dajax.data.registry import build_source
 from dajax.models import build_model, param_shapes
+from dajax.models.normalization import imagenet_normalize
 from dajax.training import losses, setup
 from dajax.training.loop import Recipe, train
 from dajax.training.optimizer import build_optimizer
@@ -77,7 +78,7 @@ def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = N
         u_b = jnp.roll(u_a, 1, axis=0)
         if teacher_model is not None:
             label = lambda x: teacher_model.apply(  # noqa: E731
-                {"params": frozen["teacher"]}, setup.normalize_images(x)
+                {"params": frozen["teacher"]}, imagenet_normalize(x)
             )
             t_a = jax.lax.stop_gradient(label(u_a))
         else:
@@ -87,10 +88,10 @@ def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = N
         student_in = perturb.cutmix(u_a, u_b, masks)
         if lc.perturb:
             student_in = perturb.strong_perturb(student_in, k_perturb, pc)
-        return setup.normalize_images(student_in), t_a, jnp.roll(t_a, 1, axis=0), masks
+        return imagenet_normalize(student_in), t_a, jnp.roll(t_a, 1, axis=0), masks
 
     def loss_fn(params, batch, frozen, rng):
-        x_l = setup.normalize_images(batch["l_image"])
+        x_l = imagenet_normalize(batch["l_image"])
         if lc.unlabeled or lc.feature:
             x_u, t_a, t_b, masks = unlabeled_inputs(batch, frozen, rng)
             pred_l, pred_u, feats = _joint_forward(model, params, x_l, x_u, shards)

@@ -5,6 +5,7 @@ Loss: the affine-invariant loss on disparity targets (paper eq. 1-3).
 
 from __future__ import annotations
 
+from dajax.models.normalization import imagenet_normalize
 from dajax.training import losses, setup
 from dajax.training.supervised import train_supervised
 
@@ -14,7 +15,7 @@ def make_loss_fn(model):
     model's disparity on `batch = {image [B,H,W,3] uint8, target [B,H,W], mask [B,H,W]}`."""
 
     def loss_fn(params, batch, frozen, rng):
-        pred = model.apply({"params": params}, setup.normalize_images(batch["image"]))
+        pred = model.apply({"params": params}, imagenet_normalize(batch["image"]))
         loss = losses.affine_invariant_loss(pred, batch["target"], batch["mask"])
         return loss, {"loss_labeled": loss}
 

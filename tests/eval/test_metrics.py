@@ -1,4 +1,4 @@
-"""Metric-depth metrics, evaluation masks/crops and resizing (`dajax.metrics`)."""
+"""Metric-depth metrics, evaluation masks/crops and resizing (`dajax.eval.metrics`)."""
 
 import math
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dajax.metrics import (
+from dajax.eval.metrics import (
     METRIC_KEYS,
     clip_prediction,
     crop_mask,

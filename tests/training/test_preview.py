@@ -5,6 +5,7 @@ import types
 import numpy as np
 
 from dajax import visualize
+from dajax.models.normalization import imagenet_normalize
 from dajax.training import setup
 
 
@@ -41,7 +42,7 @@ def test_preview_logs_image_beside_its_depth_every_n_steps():
     rgb = log.logged[1][2]
     assert rgb.shape == (14, 28 * 2 + 4, 3)
     np.testing.assert_array_equal(rgb[:, :28], images[1])
-    disparity = np.asarray(setup.normalize_images(images[1:])).mean(-1)[0]
+    disparity = np.asarray(imagenet_normalize(images[1:])).mean(-1)[0]
     want = visualize.colorize(visualize.normalize_depth(disparity), "spectral_r")
     np.testing.assert_array_equal(rgb[:, 32:], want)
 

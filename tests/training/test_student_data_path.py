@@ -11,7 +11,7 @@ from tiny_configs import tiny_student
 
 from dajax.data.pipeline import unlabeled_dataset
 from dajax.data.pseudo_labels import PseudoLabelSource, PseudoLabelWriter, shard_name
-from dajax.models.variants import IMAGENET_MEAN, IMAGENET_STD
+from dajax.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 from dajax.training import losses, setup, student
 
 
