@@ -51,8 +51,8 @@ class UsageError(ValueError):
 
 
 def _stages():
-    from dajax.classify import study
     from dajax.eval import evaluate
+    from dajax.projects.classify import study
     from dajax.training import demo, metric, pseudo_label, student, teacher
 
     return {

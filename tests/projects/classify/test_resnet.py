@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from dajax.classify.resnet import (
+from dajax.projects.classify.resnet import (
     init_resnet50_params,
     load_torchvision_resnet50,
     resnet50_features,

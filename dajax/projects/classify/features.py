@@ -1,9 +1,9 @@
 """Frozen image features for the classification study, jitted and cached as .npy.
 
 Backbones:
-  'resnet50': torchvision's ImageNet ResNet-50 (`dajax.classify.resnet`), output 'logits'
-    (1000-d, the reproduced study's choice: the network *with* its ImageNet classifier) or 'pool'
-    (2048-d globally pooled features, the network without its head).
+  'resnet50': torchvision's ImageNet ResNet-50 (`dajax.projects.classify.resnet`), output
+    'logits' (1000-d, the reproduced study's choice: the network *with* its ImageNet classifier)
+    or 'pool' (2048-d globally pooled features, the network without its head).
   'dinov2': a DINOv2 encoder built with dajax's model code; the feature is the final CLS token
     concatenated with the mean of the final patch tokens (2 x width, e.g. 768-d for ViT-S).
 
@@ -144,7 +144,7 @@ def cached_features(
 
 
 def _resnet50(weights: str | None, output: str, seed: int):
-    from dajax.classify import resnet  # written alongside; imported lazily
+    from dajax.projects.classify import resnet  # written alongside; imported lazily
 
     if output not in resnet.OUTPUTS:
         raise ValueError(f"resnet50 output must be one of {resnet.OUTPUTS}, got {output!r}")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from configs import classify as classify_config
-from dajax.classify import data, depth_cache, mlp
 from dajax.inference import DepthEstimator
 from dajax.models import ModelConfig
+from dajax.projects.classify import data, depth_cache, mlp
 
 TINY_DEPTH = ModelConfig(
     encoder="custom",
@@ -106,8 +106,8 @@ def test_camouflage_dataset_is_deterministic_and_depth_reveals_shape():
 
 
 def test_study_end_to_end(tmp_path):
-    pytest.importorskip("dajax.classify.resnet")
-    from dajax.classify import study
+    pytest.importorskip("dajax.projects.classify.resnet")
+    from dajax.projects.classify import study
 
     config = classify_config.get_config("demo,depth=estimator")
     config.data.update(n_per_class=4, classes=("disc", "square"), size=32)

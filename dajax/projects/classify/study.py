@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
-from dajax.classify import data as cdata
-from dajax.classify import depth_cache, features, mlp
+from dajax.projects.classify import data as cdata
+from dajax.projects.classify import depth_cache, features, mlp
 
 log = logging.getLogger("dajax")
 
