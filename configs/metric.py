@@ -62,6 +62,7 @@ def get_config(arg=None):
             "crop": 84 if demo else 518,
             "labeled_batch": 8 if demo else 4,
             "workers": 0 if demo else 8,
+            "allow_procedural": demo or args.dataset == "procedural",  # chosen on purpose
         }
     )
     config.optim = common.optim(steps)

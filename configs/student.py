@@ -41,6 +41,9 @@ def get_config(arg=None):
             "labeled_batch": 4 if demo else 64,
             "unlabeled_batch": 8 if demo else 128,
             "workers": 0 if demo else 8,
+            # procedural scenes outside the demo only on purpose (a full-size run stops at
+            # start-up while `labeled` or `unlabeled` holds them and this is False)
+            "allow_procedural": demo,
         }
     )
     config.loss = ml_collections.ConfigDict(

@@ -29,6 +29,9 @@ def get_config(arg=None):
             "crop": 84 if demo else 518,
             "labeled_batch": 8 if demo else 64,
             "workers": 0 if demo else 8,
+            # procedural scenes outside the demo only on purpose (a full-size run stops at
+            # start-up while `labeled` holds them and this is False)
+            "allow_procedural": demo,
         }
     )
     config.optim = common.optim(steps)

@@ -2,13 +2,14 @@
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
 import pytest
 
 from dajax import main as cli
-from dajax.data.registry import build_source
+from dajax.data.registry import build_source, check_training_data
 from dajax.training.workdir_lock import locked_workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,6 +78,38 @@ def test_an_empty_data_path_says_which_field_to_set():
         build_source(student.get_config().data.pseudo)
 
 
+@pytest.mark.parametrize(
+    "config, field",
+    [("teacher.py:variant=vitl", "labeled"), ("student.py:online", "labeled")],
+)
+def test_a_full_size_run_on_procedural_scenes_stops_at_start_up(capsys, tmp_path, config, field):
+    workdir = tmp_path / "run"
+    argv = [f"--config={ROOT}/configs/{config}", f"--workdir={workdir}"]
+    line = _error_line(capsys, argv)
+    assert f"config.data.{field} holds the built-in procedural scenes" in line
+    assert "--config.data.allow_procedural=True" in line
+    assert not workdir.exists()  # stopped before the workdir, the model or any compile
+
+
+def test_procedural_scenes_at_full_size_on_purpose():
+    from configs import metric, student, teacher
+
+    config, _ = cli.parse_flags(
+        ["x", f"--config={TEACHER}:variant=vitl", "--config.data.allow_procedural=True"]
+    )
+    check_training_data(config.data)  # the opt-in
+    check_training_data(teacher.get_config("demo").data)
+    check_training_data(student.get_config("demo").data)
+    check_training_data(metric.get_config("dataset=procedural").data)  # named on purpose
+    check_training_data(metric.get_config("dataset=nyu").data)  # real data
+    online = student.get_config("online").data
+    with online.unlocked():
+        online.labeled = ((metric.get_config("dataset=nyu").data.labeled[0][0], 1.0),)
+        online.unlabeled = student.get_config("demo").data.unlabeled
+    with pytest.raises(ValueError, match=r"^config\.data\.unlabeled holds"):
+        check_training_data(online)
+
+
 def test_help_lists_stages_options_and_a_configs_fields(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
@@ -114,6 +147,23 @@ def test_a_config_outside_the_checkout_loads_from_any_directory(tmp_path):
     )
     assert out.returncode == 2, out.stderr
     assert "error: unknown stage 'nope'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_stages_load_without_starting_the_jax_backend():
+    """`main` imports the stages before `runtime.initialize` starts `jax.distributed`, which
+    must come before any backend use: no stage module may touch a device at import."""
+    with socket.socket() as free:
+        free.bind(("localhost", 0))
+        port = free.getsockname()[1]
+    code = (
+        "from dajax import main; main._stages(); import jax; "
+        f"jax.distributed.initialize('localhost:{port}', 1, 0); print('initialised')"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0 and "initialised" in out.stdout, out.stderr[-2000:]
 
 
 def test_an_empty_image_folder_path_is_not_called_a_missing_folder():

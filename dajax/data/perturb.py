@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-_LUMA = jnp.array([0.299, 0.587, 0.114])
+# numpy, not jnp: a device array made at import would start the backend before
+# `jax.distributed.initialize` (dajax.runtime) can run.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _gray(x: jnp.ndarray) -> jnp.ndarray:

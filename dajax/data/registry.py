@@ -69,6 +69,39 @@ EMPTY_PATH_HINTS = {
 }
 
 
+# Built-in synthetic scenes: the demo's data, refused as a full-size run's training data
+# unless the config says `data.allow_procedural` (`check_training_data`).
+PROCEDURAL_KINDS = ("procedural", "procedural_images")
+
+
+def check_training_data(data_cfg) -> None:
+    """Refuses procedural scenes as training data unless `data_cfg.allow_procedural` is set.
+
+    The full-size configs keep procedural scenes as their labeled default (the one labeled
+    source needing no download), so a run started without naming its data would otherwise
+    train on synthetic scenes without a word. The demo configs set `allow_procedural`.
+
+    Args:
+      data_cfg: `config.data`, with `labeled` ((spec, weight), ...) and optionally
+        `unlabeled` (a spec).
+
+    Raises:
+      ValueError: one line naming the field to set and the opt-in.
+    """
+    if data_cfg.get("allow_procedural", False):
+        return
+    fields = {"labeled": [spec for spec, _ in data_cfg.labeled]}
+    if data_cfg.get("unlabeled") is not None:
+        fields["unlabeled"] = [data_cfg.unlabeled]
+    for field, specs in fields.items():
+        if any(spec.kind in PROCEDURAL_KINDS for spec in specs):
+            raise ValueError(
+                f"config.data.{field} holds the built-in procedural scenes (the demo's synthetic "
+                f"data); set config.data.{field} to your sources (docs/data.md), or pass "
+                "--config.data.allow_procedural=True to train on procedural scenes on purpose"
+            )
+
+
 def build_source(spec):
     """A random-access source from `spec.kind` and its fields.
 

@@ -14,6 +14,7 @@ import logging
 import jax
 import numpy as np
 
+from dajax.data.registry import check_training_data
 from dajax.models import ModelConfig
 from dajax.models.normalization import imagenet_normalize
 from dajax.training import losses, setup
@@ -78,6 +79,7 @@ def _check_same_shapes(want: dict, got: dict, where: str) -> None:
 
 def run(config, workdir: str) -> str:
     """Fine-tunes a metric model; returns the path of its exported inference checkpoint."""
+    check_training_data(config.data)
     model, model_config = setup.build_model(config.model)
     if model_config.head != "metric":
         raise ValueError("metric fine-tuning needs config.model.head = 'metric' (and max_depth)")

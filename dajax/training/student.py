@@ -22,7 +22,7 @@ import numpy as np
 from dajax import sharding
 from dajax.data import perturb
 from dajax.data.pipeline import StudentBatches, unlabeled_dataset
-from dajax.data.registry import build_source
+from dajax.data.registry import build_source, check_training_data
 from dajax.models import build_model, param_shapes
 from dajax.models.normalization import imagenet_normalize
 from dajax.training import losses, setup
@@ -117,6 +117,7 @@ def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = N
 
 def run(config, workdir: str) -> str:
     """Trains the student; returns the path of its exported inference checkpoint."""
+    check_training_data(config.data)
     model, model_config = setup.build_model(config.model)
     host_init = setup.initial_params(model_config, config.init.dinov2, config.seed)
     frozen = {"dinov2": feature_reference(config, host_init["pretrained"])}

@@ -5,6 +5,7 @@ Loss: the affine-invariant loss on disparity targets (paper eq. 1-3).
 
 from __future__ import annotations
 
+from dajax.data.registry import check_training_data
 from dajax.models.normalization import imagenet_normalize
 from dajax.training import losses, setup
 from dajax.training.supervised import train_supervised
@@ -24,6 +25,7 @@ def make_loss_fn(model):
 
 def run(config, workdir: str) -> str:
     """Trains the teacher; returns the path of its exported inference checkpoint."""
+    check_training_data(config.data)
     model, model_config = setup.build_model(config.model)
     init = lambda: setup.initial_params(model_config, config.init.dinov2, config.seed)  # noqa: E731
     return train_supervised(config, workdir, model, model_config, init, make_loss_fn(model))
