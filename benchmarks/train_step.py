@@ -2,6 +2,8 @@
 
     python benchmarks/train_step.py                         # ViT-S, 518x518, labeled batch 2
     python benchmarks/train_step.py --size 266 --iters 2    # quicker
+    python benchmarks/train_step.py --preemption-check --size 126 --iters 20
+
 
 The reference is transformers' `DepthAnythingForDepthEstimation` (random weights, the released
 ViT-S sizes) trained with the same recipe written in PyTorch: the affine-invariant loss
@@ -18,12 +20,21 @@ perturbations and CutMix boxes. Prints seconds per step (steps dispatched back t
 loss read after the last, as in training), the speed-up and, given `--peak-tflops`, MFU from
 the step's matmul and convolution FLOPs (`hardware.model_flops`).
 The PyTorch step runs first and hands its GPU memory back, so both fit on one 80 GB GPU.
+
+`--preemption-check` times the training loop's body instead (the host batch made global, the
+compiled step, the preemption check; `dajax.training.loop`) with the check the loop used to
+make after every step of a multi-process run (the SIGTERM flag all-gathered over the devices
+and read back on the host) and with today's (`PreemptionWatch.reached`: JAX's preemption sync
+point, as under `jax.distributed`, which this mode starts for its one process). It prints s/step
+and how long the host took to dispatch the steps: a check that waits for the device holds the
+host to the device's pace; one that does not lets it run ahead.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
 
@@ -43,11 +54,13 @@ from transformers import Dinov2Model  # noqa: E402
 from benchmarks import hardware  # noqa: E402
 from benchmarks.inference import hf_model, profile_runs  # noqa: E402
 from configs import common  # noqa: E402
+from dajax import sharding  # noqa: E402
 from dajax.dtypes import DTYPES  # noqa: E402
-from dajax.models import DepthAnything, ModelConfig, param_shapes  # noqa: E402
+from dajax.models import DepthAnything, ModelConfig, init_params, param_shapes  # noqa: E402
 from dajax.models.kernels import ATTENTION_IMPLS  # noqa: E402
 from dajax.training import student, teacher  # noqa: E402
 from dajax.training.optimizer import build_optimizer  # noqa: E402
+from dajax.training.preemption import PreemptionWatch  # noqa: E402
 from dajax.training.state import create_state, make_train_step  # noqa: E402
 from dajax.weights.depth_anything_keys import official_to_flax, to_official  # noqa: E402
 
@@ -275,6 +288,79 @@ def dajax_runner(model, params, loss_fn, batch, frozen):
     return run, step.lower(holder["state"], batch, frozen).compile(), (holder["state"], batch)
 
 
+# ---- the loop's per-step preemption check -------------------------------------------------
+
+
+def _identity(x):
+    return x
+
+
+def allgathered_flag(mesh, flag: bool) -> bool:
+    """The check the loop made after every step of a multi-process run, replayed on this
+    process's devices: the SIGTERM flag placed on every device, gathered by a compiled
+    program, read back on the host (which waits for every step queued before it)."""
+    spread = jax.device_put(
+        np.full(mesh.size, flag, np.int32),
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names)),
+    )
+    gathered = jax.jit(_identity, out_shardings=sharding.replicated(mesh))(spread)
+    return bool(np.max(gathered))
+
+
+def loop_body(compiled, state, host_batch, frozen, mesh, steps: int, check):
+    """Runs `steps` iterations of the loop's body; returns (state, seconds until the host had
+    dispatched them all, seconds until the device finished them)."""
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        batch = sharding.global_batch(host_batch, mesh)
+        state, metrics = compiled(state, batch, frozen)
+        if check(step):
+            raise RuntimeError("no preemption was requested")
+    dispatched = time.perf_counter() - start
+    jax.block_until_ready(metrics["loss"])
+    return state, dispatched, time.perf_counter() - start
+
+
+def preemption_check_table(model, stage: str, labeled: int, size: int, iters: int) -> None:
+    """Prints s/step of the loop body with the old and the new preemption check, each timed
+    three times, alternating, in this process (medians)."""
+    mesh = sharding.make_mesh(1)
+    params = jax.device_get(init_params(model, jax.random.key(0)))
+    tx = make_tx(model)
+    is_student = stage == "student"
+    frozen = {"dinov2": params["pretrained"]} if is_student else None
+    host_batch = make_batch(labeled, size, is_student)
+    step_fn = jax.jit(
+        make_train_step(stage_loss_fn(model, stage), tx, seed=0),
+        out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
+    state = jax.jit(lambda p: create_state(p, tx), out_shardings=sharding.replicated(mesh))(params)
+    compiled = step_fn.lower(state, sharding.global_batch(host_batch, mesh), frozen).compile()
+    watch = PreemptionWatch(log_every=100)
+    checks = {
+        "SIGTERM flag all-gathered and read on the host (before)": lambda s: allgathered_flag(
+            mesh, False
+        ),
+        f"PreemptionWatch.reached, JAX service: {watch.uses_jax_service} (now)": watch.reached,
+    }
+    times = {name: [] for name in checks}
+    state, *_ = loop_body(compiled, state, host_batch, frozen, mesh, 2, checks[next(iter(checks))])
+    for _ in range(3):
+        for name, check in checks.items():
+            state, dispatched, done = loop_body(
+                compiled, state, host_batch, frozen, mesh, iters, check
+            )
+            times[name].append((done / iters, dispatched / done))
+    watch.close()
+    print(f"{stage} step, {iters} steps per timing, median of 3\n")
+    print("| per-step preemption check | s/step | host done dispatching at |")
+    print("|---|---|---|")
+    for name, runs in times.items():
+        per_step, ahead = np.median(np.array(runs), axis=0)
+        print(f"| {name} | {per_step:.4f} | {ahead:.0%} of the run |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl"])
@@ -291,7 +377,27 @@ def main() -> None:
         default="",
         help="write a jax.profiler trace and the optimised HLO of dajax here",
     )
+    p.add_argument(
+        "--preemption-check",
+        action="store_true",
+        help="time the loop body with the old and the new preemption check (no PyTorch)",
+    )
     args = p.parse_args()
+    if args.preemption_check:
+        with socket.socket() as free:  # one process under jax.distributed: JAX's preemption service
+            free.bind(("localhost", 0))
+            port = free.getsockname()[1]
+        jax.distributed.initialize(f"localhost:{port}", 1, 0)
+        config = ModelConfig.from_variant(args.encoder, "v2")
+        model = DepthAnything(config, dtype=DTYPES[args.dtype], attention=args.attention)
+        print(hardware.describe())
+        print(
+            f"{args.encoder} {args.size}x{args.size} {args.dtype}, labeled batch "
+            f"{args.labeled_batch}"
+        )
+        for stage in args.stages:
+            preemption_check_table(model, stage, args.labeled_batch, args.size, args.iters)
+        return
 
     device = hardware.torch_device()
     torch.set_default_device(device)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import jax
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -26,6 +24,7 @@ from dajax import checkpoints, runtime, sharding
 from dajax.models import ModelConfig
 from dajax.training import validation
 from dajax.training.metrics_log import MetricsLog
+from dajax.training.preemption import Preempted, PreemptionWatch
 from dajax.training.state import LossFn, TrainState, create_state, make_train_step
 from dajax.training.workdir_lock import locked_workdir
 
@@ -59,51 +58,12 @@ class Recipe:
     learning_rates: Callable[[int], dict[str, float]] | None = None
 
 
-class Preempted(SystemExit):
-    """Raised after a SIGTERM-triggered save; exits the process with status 143 (128 + SIGTERM).
-
-    The checkpoint is on disk when it propagates, so a restarted job resumes where this one
-    stopped. A non-zero status tells schedulers (Slurm `--requeue`, TPU queued resources) that
-    the job did not finish.
-    """
-
-    def __init__(self, step: int):
-        super().__init__(143)
-        self.step = step
-
-
-class _Preemption:
-    """Turns SIGTERM into a flag the loop polls after each step: save, then exit cleanly.
-
-    With several processes the flag is OR-ed over all of them every step (a one-integer
-    all-gather), so one signalled process makes every process save the same step and exit
-    together instead of leaving the others blocked in a collective.
-    """
-
-    def __init__(self):
-        self._signalled = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, *_):
-        self._signalled = True
-
-    def requested(self) -> bool:
-        """Whether any process has received SIGTERM."""
-        if jax.process_count() == 1:
-            return self._signalled
-        flags = multihost_utils.process_allgather(np.int32(self._signalled))
-        return bool(np.max(flags))
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
-
-
 def train(recipe: Recipe, config, workdir: str) -> TrainState:
     """Runs (or resumes) `config.total_steps` steps; returns the final state.
 
     The workdir is locked for the run (`workdir_lock`: a second run on it refuses to start).
     Resuming restores the newest readable checkpoint (a damaged newer one is moved aside).
-    Raises `Preempted` (after saving) when the process receives SIGTERM.
+    Raises `Preempted` (after saving) when a process receives SIGTERM (`preemption`).
 
     Config fields used: `seed`, `total_steps`, `log_every`, `checkpoint_every`,
     `keep_checkpoints`, `mesh.fsdp`, `mesh.fsdp_min_size`, and, when `eval_every > 0`,
@@ -157,7 +117,7 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
     )
     validator = validation.from_config(config, recipe.model_config, workdir)
     metrics_log = MetricsLog(workdir)
-    preemption = _Preemption()
+    preemption = PreemptionWatch(config.log_every)
     compiled = None
     step = int(state.step)
     progress = tqdm(
@@ -194,7 +154,7 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
             if step % config.log_every == 0 or last:
                 metrics_log.write_curves()
                 t_log, step_log = time.perf_counter(), step
-            preempted = preemption.requested()
+            preempted = preemption.reached(step)
             ckpt.save(step, state, recipe.batches, force=preempted)
             progress.update(1)
             if preempted:
@@ -204,7 +164,7 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
             ckpt.save(step, state, recipe.batches, force=True)
     finally:
         progress.close()
-        preemption.restore()
+        preemption.close()
         metrics_log.write_curves()
         metrics_log.close()
     return state

@@ -1,4 +1,4 @@
-"""Runs 2 teacher steps on a fixed global batch, in one of the launched JAX processes.
+"""Runs 3 teacher steps on a fixed global batch, in one of the launched JAX processes.
 
     NUM_PROCESSES=2 ENTRY=tests/training/multiprocess_teacher.py launch/local.sh WORKDIR [KILL]
 
@@ -7,12 +7,15 @@ The process learns its rank and the process count from `DAJAX_PROCESS_ID` /
 4 / NUM_PROCESSES CPU devices and feeds its contiguous slice of the same global batch, so any
 process count must give the same losses and params. The run ends with the stages' own export
 (`WORKDIR/export`, gathered over processes and written by process 0). With KILL = `sigterm`,
-the last process sends itself SIGTERM after step 1 (a preempted host).
+the last process sends itself SIGTERM after step 1 (a preempted host), then pauses while JAX's
+preemption service agrees on the step every process saves: the first one that all of them
+can still reach (1 or 2; 3, the last, on a slow machine; `dajax.training.preemption`).
 """
 
 import os
 import signal
 import sys
+import time
 
 process_id = int(os.environ.get("DAJAX_PROCESS_ID", "0"))
 num_processes = int(os.environ.get("DAJAX_NUM_PROCESSES", "1"))
@@ -62,10 +65,12 @@ class ProcessSlice:
 def preempt_after_step_1(step, state, metrics_log):
     if preempt_last_process and step == 1:
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(3)  # JAX notices SIGTERM within a second; the agreement follows
 
 
 runtime.initialize()
 config = tiny_student().teacher_stage
+config.total_steps = 3
 # One process runs data parallel (1 x 4), several run FSDP (data 2 x fsdp 2 over processes):
 # equal numbers show that FSDP and the process split only change where arrays live.
 config.mesh.fsdp = 1 if num_processes == 1 else 2
