@@ -7,8 +7,10 @@ perturbations, CutMix, feature alignment (α = 0.15).
         --config.teacher=runs/teacher/export --config.data.unlabeled.path=photos/
     python -m dajax.main --config=configs/student.py:demo --workdir=runs/demo
 
-`demo` runs the whole method on built-in procedural scenes in a few minutes on a CPU: teacher,
-pseudo-labels, student, and a held-out evaluation table of both. Ablations (Table 9):
+Labeled data as in `configs/teacher.py` (a full-size run refuses the procedural default unless
+`--config.data.allow_procedural=True`). `demo` runs the whole method on built-in procedural
+scenes in a few minutes on a CPU: teacher, pseudo-labels, student, and a held-out evaluation
+table of both. Ablations (Table 9):
 `--config.loss.unlabeled=False`, `--config.loss.perturb=False`, `--config.loss.feature=False`.
 """
 

@@ -4,8 +4,10 @@
         --config.init.dinov2=dinov2_vitl14_pretrain.pth
     python -m dajax.main --config=configs/teacher.py:demo --workdir=runs/demo_teacher
 
-Without real labeled data the built-in procedural scenes are used (the only labeled source
-wired here); `demo` shrinks the model, crops and steps to run on a CPU in about a minute.
+Labeled data: `config.data.labeled`, ((source spec, weight), ...) as in `docs/data.md`; set it
+in a copy of this file. Its default, the built-in procedural scenes, stops a full-size run at
+start-up unless `--config.data.allow_procedural=True`; `demo` trains on them with the model,
+crops and steps shrunk to run on a CPU in about a minute.
 """
 
 import ml_collections

@@ -122,7 +122,7 @@ def test_help_lists_stages_options_and_a_configs_fields(capsys):
         assert "default" in line, line
     assert cli.main([f"--config={TEACHER}:demo", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "Without real labeled data" in out  # the config's docstring
+    assert "Labeled data: `config.data.labeled`" in out  # the config's docstring
     assert "  total_steps = 150" in out and "  eval_every = 0" in out
 
 
