@@ -45,6 +45,7 @@ def _compiled_round_trip(shards: int) -> str:
     return jax.jit(jax.grad(loss, argnums=(0, 1))).lower(a, b).compile().as_text()
 
 
+@pytest.mark.perf
 def test_joined_batches_stay_on_their_devices():
     assert jax.device_count() == 8
     assert not any(op in _compiled_round_trip(8) for op in COLLECTIVES)

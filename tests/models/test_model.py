@@ -98,6 +98,7 @@ def test_remat_policies_leave_gradients_unchanged(remat, blocks):
         DepthAnything(config, remat="some").apply({"params": params}, x)
 
 
+@pytest.mark.perf
 def test_full_remat_keeps_block_inputs_and_folded_weights_only(capsys):
     """`remat='full'`: of the encoder's residuals only each block's input is activation-sized;
     the rest are the folded weights, saved so the backward pass does not recompute them."""

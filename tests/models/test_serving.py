@@ -70,6 +70,7 @@ def test_bfloat16_export_round_trips_the_weights(tmp_path):
         serving.export_network(config, params, str(tmp_path), 30, 28)
 
 
+@pytest.mark.perf
 def test_attention_is_chosen_per_platform_when_lowered(tmp_path):
     """168² gives 145 tokens, more than one query block: on a CPU the graph runs the blocked
     kernel (a loop over query blocks), on CUDA XLA's plain attention; both from one export."""

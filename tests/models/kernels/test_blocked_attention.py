@@ -68,6 +68,7 @@ def test_backward_keeps_no_score_matrix():
     assert temps(ba.blocked_attention) < scores / 2
 
 
+@pytest.mark.perf
 def test_sharded_batch_needs_no_collective():
     # Data parallel over the 8 test devices: each device attends over its own images only,
     # forward and backward (a loop over the batch would gather every image onto every device).

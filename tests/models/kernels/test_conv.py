@@ -42,6 +42,7 @@ def test_values_and_gradients_match_lax(x_shape, kernel_shape, strides, padding)
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.perf
 def test_cpu_kernel_gradient_is_matmuls_not_a_convolution():
     x = jax.ShapeDtypeStruct((2, 16, 16, 8), jnp.float32)
     kernel = jax.ShapeDtypeStruct((3, 3, 8, 8), jnp.float32)
@@ -51,6 +52,7 @@ def test_cpu_kernel_gradient_is_matmuls_not_a_convolution():
     assert " dot(" in hlo  # the taps' matmul, in a loop over the 9 taps
 
 
+@pytest.mark.perf
 def test_one_by_one_convolution_is_a_matmul_forward_and_backward():
     # XLA:CPU's convolution took ~50 ms for the DPT head's 32 -> 1 channel 1x1 conv at 518²,
     # the matmul ~2 ms.

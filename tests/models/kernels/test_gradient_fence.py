@@ -3,10 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from dajax.models.kernels.gradient_fence import materialize_gradient
 
 
+@pytest.mark.perf
 def test_materialize_gradient_is_an_identity_behind_a_cpu_fence():
     x = jax.random.normal(jax.random.key(0), (2, 5, 4))
     grad = jax.random.normal(jax.random.key(1), x.shape)

@@ -4,6 +4,7 @@ the CPU, against XLA's plain attention, at a token count that is not a whole blo
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.experimental.pallas import tpu as pltpu
 from jax.sharding import AxisType
 
@@ -37,6 +38,7 @@ def test_padded_tokens_are_masked_forward_and_backward():
         np.testing.assert_allclose(got, ref, atol=2e-5)
 
 
+@pytest.mark.perf
 def test_kernel_runs_per_device_under_the_mesh():
     mesh = sharding.make_mesh(2, jax.devices()[:4])  # slice 1 x data 2 x fsdp 2
     q, k, v = _qkv(2, 2, 130)
