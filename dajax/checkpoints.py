@@ -1,7 +1,7 @@
 """Every Orbax call in dajax lives here.
 
-Inference checkpoints (written by `python -m dajax.convert` and `python -m dajax.export`) are a
-directory holding:
+Inference checkpoints (written by `python -m dajax.convert`, from a checkpoint file or a training
+run) are a directory holding:
 - `params/`: the Flax params tree as an Orbax `StandardCheckpointer` item, restorable onto any
   sharding;
 - `model_config.json`: the `ModelConfig`, so the directory alone rebuilds the model.

@@ -1,12 +1,15 @@
-"""Export a training run's params as an inference checkpoint.
-
-    python -m dajax.export --workdir runs/student --out models/student
-    python -m dajax.export --workdir runs/student --out models/student_2000 --step 2000
+"""A training run's params as an inference checkpoint: the training-workdir source of
+`python -m dajax.convert WORKDIR OUT [--step N]`.
 
 Reads `WORKDIR/model_config.json` (written when training starts) and the params of the newest
 (or `--step`) checkpoint in `WORKDIR/checkpoints`, without the optimiser state, and writes an
 Orbax inference checkpoint that `DepthEstimator.from_pretrained(OUT)` and
 `python -m dajax.predict --weights OUT` load.
+
+    python -m dajax.export --workdir runs/student --out models/student --step 2000
+
+is the older spelling of `python -m dajax.convert runs/student models/student --step 2000`
+and runs it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ import numpy as np
 
 from dajax import checkpoints
 from dajax.models import DepthAnything, ModelConfig, param_shapes
+
+
+def is_run(path: str) -> bool:
+    """Whether `path` is a training run's workdir (a folder holding `checkpoints/`)."""
+    return os.path.isdir(os.path.join(path, "checkpoints"))
 
 
 def export_run(workdir: str, out: str, step: int | None = None) -> int:
@@ -57,9 +65,10 @@ def export_run(workdir: str, out: str, step: int | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface."""
+    """The older command-line interface (`--workdir`, `--out`, `--step`)."""
     parser = argparse.ArgumentParser(
-        prog="python -m dajax.export", description=__doc__.split("\n")[0]
+        prog="python -m dajax.export",
+        description="The older spelling of `python -m dajax.convert WORKDIR OUT [--step N]`.",
     )
     parser.add_argument("--workdir", required=True, help="the training run's --workdir (required)")
     parser.add_argument(
@@ -72,15 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m dajax.export`: export a run's params; returns the exit code."""
+    """`python -m dajax.export`: runs `python -m dajax.convert WORKDIR OUT [--step N]`; returns
+    its exit code."""
+    from dajax import convert  # convert imports this module
+
     args = build_parser().parse_args(argv)
-    try:
-        step = export_run(args.workdir, args.out, args.step)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"exported step {step} of {args.workdir} to {args.out}")
-    return 0
+    step = [] if args.step is None else ["--step", str(args.step)]
+    return convert.main([args.workdir, args.out, *step])
 
 
 if __name__ == "__main__":

@@ -153,5 +153,13 @@ def test_convert_cli_round_trip(tmp_path, capsys):
         np.asarray(model.apply({"params": params}, x)),
         np.asarray(model.apply({"params": ref_params}, x)),
     )
-    assert convert.main([str(src), str(tmp_path / "out")]) == 1  # refuses to overwrite
+    assert convert.main([str(src), str(tmp_path / "out")]) == 2  # refuses to overwrite
     assert "already exists" in capsys.readouterr().err
+    assert convert.main([str(src), str(tmp_path / "out2"), "--step", "3"]) == 2
+    assert "--step needs a training workdir" in capsys.readouterr().err
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    assert convert.main([str(tmp_path / "run"), str(tmp_path / "out2"), "--version", "v1"]) == 2
+    assert "drop --version (options for checkpoint files)" in capsys.readouterr().err
+    assert convert.main([str(tmp_path / "run"), str(tmp_path / "out2")]) == 2
+    assert "model_config.json: missing" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()

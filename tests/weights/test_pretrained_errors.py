@@ -32,7 +32,7 @@ def _official_state(seed=0) -> dict[str, np.ndarray]:
 def _convert_error(tmp_path, capsys, state) -> str:
     path = tmp_path / "depth_anything_v2_tiny.safetensors"
     save_safetensors(path, state)
-    assert convert.main([str(path), str(tmp_path / "out")]) == 1
+    assert convert.main([str(path), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(path) in err, err
     assert not (tmp_path / "out").exists()
@@ -161,7 +161,7 @@ def test_hf_source_without_network_fails_fast_in_one_line(tmp_path, capsys, monk
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     spec = "hf:dajax-tests/no-such-repo/depth_anything_v2_vits.pth"
     start = time.perf_counter()
-    assert convert.main([spec, str(tmp_path / "out")]) == 1
+    assert convert.main([spec, str(tmp_path / "out")]) == 2
     assert time.perf_counter() - start < 10
     captured = capsys.readouterr()
     err = captured.err.strip()
