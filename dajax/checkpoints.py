@@ -5,19 +5,22 @@ run) are a directory holding:
 - `params/`: the Flax params tree as an Orbax `StandardCheckpointer` item, restorable onto any
   sharding;
 - `model_config.json`: the `ModelConfig`, so the directory alone rebuilds the model.
+
+Paths may be local or cloud URLs (`dajax.paths`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
+from dajax import paths
 from dajax.models import DepthAnything, ModelConfig, param_shapes
 from dajax.runtime import sync_processes
 
@@ -27,35 +30,34 @@ CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
 
 
-def save_inference_params(path: str | os.PathLike, params: dict, config: ModelConfig) -> None:
+def save_inference_params(path: paths.PathLike, params: dict, config: ModelConfig) -> None:
     """Writes params + architecture to a new directory `path` (must not exist).
 
     In a multi-process run every process calls this with the same host (numpy) params and
-    path on a shared file system; Orbax writes from process 0 and the processes meet at
-    barriers around it.
+    path on a shared file system or bucket; Orbax writes from process 0 and the processes
+    meet at barriers around it.
     """
-    path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path):
+    path = paths.resolve(path)
+    if path.exists():
         raise FileExistsError(f"{path}: already exists; choose a new output directory")
     sync_processes("inference_params_check")
     if jax.process_index() == 0:
-        os.makedirs(path)
+        path.mkdir(parents=True)
     sync_processes("inference_params_mkdir")
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.join(path, PARAMS_DIR), params)
+        ckptr.save(path / PARAMS_DIR, params)
     if jax.process_index() == 0:
-        with open(os.path.join(path, CONFIG_FILE), "w") as f:
-            f.write(config.to_json())
+        (path / CONFIG_FILE).write_text(config.to_json())
     sync_processes("inference_params_done")
 
 
-def is_inference_checkpoint(path: str | os.PathLike) -> bool:
+def is_inference_checkpoint(path: paths.PathLike) -> bool:
     """True when `path` is a directory written by `save_inference_params`."""
-    return os.path.isfile(os.path.join(os.fspath(path), CONFIG_FILE))
+    return (paths.resolve(path) / CONFIG_FILE).exists()
 
 
 def load_inference_params(
-    path: str | os.PathLike, sharding: jax.sharding.Sharding | None = None
+    path: paths.PathLike, sharding: jax.sharding.Sharding | None = None
 ) -> tuple[ModelConfig, dict]:
     """Reads a directory written by `save_inference_params`.
 
@@ -66,14 +68,13 @@ def load_inference_params(
     Returns:
       (config, params) with params as `jax.Array`s in their saved dtypes.
     """
-    path = os.path.abspath(os.fspath(path))
+    path = paths.resolve(path)
     if not is_inference_checkpoint(path):
         raise FileNotFoundError(f"{path}: not a dajax inference checkpoint (no {CONFIG_FILE})")
-    with open(os.path.join(path, CONFIG_FILE)) as f:
-        config = ModelConfig.from_dict(json.load(f))
+    config = ModelConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
     sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     with ocp.StandardCheckpointer() as ckptr:
-        params_dir = os.path.join(path, PARAMS_DIR)
+        params_dir = path / PARAMS_DIR
         saved = ckptr.metadata(params_dir).item_metadata.tree
         abstract = jax.tree.map(
             lambda want, have: jax.ShapeDtypeStruct(
@@ -116,7 +117,7 @@ class TrainCheckpointer:
       max_to_keep: how many recent checkpoints survive.
     """
 
-    def __init__(self, directory: str | os.PathLike, save_every: int, max_to_keep: int = 3):
+    def __init__(self, directory: paths.PathLike, save_every: int, max_to_keep: int = 3):
         import grain
 
         self._grain = grain
@@ -124,7 +125,7 @@ class TrainCheckpointer:
             save_interval_steps=save_every, max_to_keep=max_to_keep, create=True
         )
         self.manager = ocp.CheckpointManager(
-            os.path.abspath(os.fspath(directory)),
+            paths.resolve(directory),
             options=options,
             item_handlers={"state": _state_handler(), "data": grain.checkpoint.CheckpointHandler()},
         )
@@ -184,21 +185,21 @@ class TrainCheckpointer:
             data_iterator.set_state(initial)
         return None
 
-    def _step_dir(self, step: int) -> str:
-        return os.path.join(os.fspath(self.manager.directory), str(step))
+    def _step_dir(self, step: int) -> epath.Path:
+        return epath.Path(self.manager.directory) / str(step)
 
     def _set_aside(self, step: int, reason: str) -> None:
         """Renames step `step`'s folder to `<step>.corrupt-<UTC time>` (process 0)."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = f"{self._step_dir(step)}.corrupt-{stamp}"
-        while os.path.exists(aside):  # the same step set aside twice within a second
-            aside += "+"
+        aside = self._step_dir(step).parent / f"{step}.corrupt-{stamp}"
+        while aside.exists():  # the same step set aside twice within a second
+            aside = aside.parent / (aside.name + "+")
         log.warning(
             "checkpoint step %d is unreadable, skipped: %s (moved to %s)", step, reason, aside
         )
         sync_processes("checkpoint_set_aside_start")
         if jax.process_index() == 0:
-            os.rename(self._step_dir(step), aside)
+            self._step_dir(step).rename(aside)
         sync_processes("checkpoint_set_aside_done")
         self.manager.reload()
 
@@ -233,21 +234,18 @@ _READ_FAILURES = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND", "Error reading", "Er
 _JSON_FILES = (".json", "_CHECKPOINT_METADATA", "_METADATA")
 
 
-def corruption_reason(step_dir: str, error: BaseException) -> str | None:
+def corruption_reason(step_dir: paths.PathLike, error: BaseException) -> str | None:
     """Why a checkpoint step failed to restore, if its files are damaged; else None.
 
     Names the file where it can: a JSON file of the step that does not parse, or the array
     store TensorStore could not read (its message names the store's folder and the array).
     """
-    for root, _, files in os.walk(step_dir):
-        for name in sorted(files):
-            if name.endswith(_JSON_FILES):
-                path = os.path.join(root, name)
-                try:
-                    with open(path) as f:
-                        json.load(f)
-                except (OSError, ValueError) as err:
-                    return f"{path}: {type(err).__name__}: {err}"
+    for path in _files(paths.resolve(step_dir)):
+        if path.name.endswith(_JSON_FILES):
+            try:
+                json.loads(path.read_text())
+            except (OSError, ValueError) as err:
+                return f"{path}: {type(err).__name__}: {err}"
     for err in _exception_chain(error):
         message = str(err).splitlines()[0] if str(err) else ""
         if isinstance(err, (json.JSONDecodeError, FileNotFoundError, EOFError)):
@@ -255,6 +253,16 @@ def corruption_reason(step_dir: str, error: BaseException) -> str | None:
         if any(code in message for code in _READ_FAILURES):
             return message
     return None
+
+
+def _files(directory: epath.Path) -> list[epath.Path]:
+    """Every file under `directory`, sorted (by listing, which buckets support as well)."""
+    if not directory.is_dir():
+        return []
+    out = []
+    for child in sorted(directory.iterdir()):
+        out += _files(child) if child.is_dir() else [child]
+    return out
 
 
 def _exception_chain(error: BaseException) -> list[BaseException]:

@@ -16,34 +16,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import jax
 import numpy as np
 
-from dajax import checkpoints
+from dajax import checkpoints, paths
 from dajax.models import DepthAnything, ModelConfig, param_shapes
 
 
-def is_run(path: str) -> bool:
-    """Whether `path` is a training run's workdir (a folder holding `checkpoints/`)."""
-    return os.path.isdir(os.path.join(path, "checkpoints"))
+def is_run(path: paths.PathLike) -> bool:
+    """Whether `path` is a training run's workdir (a folder holding `checkpoints/`; local or a
+    bucket URL, `dajax.paths`)."""
+    return (paths.resolve(path) / "checkpoints").is_dir()
 
 
-def export_run(workdir: str, out: str, step: int | None = None) -> int:
-    """Writes the params of `workdir`'s checkpoint `step` (default: newest) to `out`.
+def export_run(workdir: paths.PathLike, out: paths.PathLike, step: int | None = None) -> int:
+    """Writes the params of `workdir`'s checkpoint `step` (default: newest) to `out` (either
+    may be a bucket URL, `dajax.paths`).
 
     Returns the exported step. Raises FileNotFoundError naming what is missing.
     """
-    config_path = os.path.join(workdir, checkpoints.CONFIG_FILE)
-    if not os.path.isfile(config_path):
+    config_path = paths.resolve(workdir) / checkpoints.CONFIG_FILE
+    if not config_path.exists():
         raise FileNotFoundError(
             f"{config_path}: missing; is {workdir} the --workdir of a dajax training run?"
         )
-    with open(config_path) as f:
-        config = ModelConfig.from_dict(json.load(f))
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    config = ModelConfig.from_dict(json.loads(config_path.read_text()))
+    ckpt_dir = config_path.parent / "checkpoints"
     ckpt = checkpoints.TrainCheckpointer(ckpt_dir, save_every=1)
     try:
         steps = ckpt.manager.all_steps()

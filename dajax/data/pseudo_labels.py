@@ -9,19 +9,25 @@ map (flax.serialization) with:
   `teacher`: str checkpoint}.
 
 A shard is written to `<name>.tmp` and renamed when complete, so a crash leaves no file with
-the final name: resuming skips finished shards and redoes the half-written one.
+the final name: resuming skips finished shards and redoes the half-written one. ArrayRecord
+reads and writes local files only: a shard bound for a bucket (`dajax.paths`) is written to a
+local temporary file and uploaded when complete, and shards are read from a local (or
+mounted) folder.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import tempfile
 
 import flax.serialization
 import grain
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
+from etils import epath
 
+from dajax import paths
 from dajax.io.images import decode_image
 
 
@@ -31,14 +37,19 @@ def shard_name(index: int, count: int) -> str:
 
 
 class PseudoLabelWriter:
-    """Writes one shard atomically: records go to `path + '.tmp'`, `close()` renames.
+    """Writes one shard atomically: records go to `path + '.tmp'` (for a bucket `path`, to a
+    local temporary file), `close()` renames (uploads).
 
     Use as a context manager; an exception inside the block removes the temporary file.
     """
 
-    def __init__(self, path: str):
-        self.path = path
-        self._tmp = path + ".tmp"
+    def __init__(self, path: paths.PathLike):
+        self.path = paths.resolve(path)
+        if paths.is_remote(self.path):
+            fd, self._tmp = tempfile.mkstemp(suffix=".array_record")
+            os.close(fd)
+        else:
+            self._tmp = os.fspath(self.path) + ".tmp"
         self._writer = ArrayRecordWriter(self._tmp, "group_size:1")
         self.count = 0
 
@@ -57,7 +68,11 @@ class PseudoLabelWriter:
     def close(self) -> None:
         """Finishes the shard under its final name."""
         self._writer.close()
-        os.replace(self._tmp, self.path)
+        if paths.is_remote(self.path):
+            epath.Path(self._tmp).copy(self.path)
+            os.remove(self._tmp)
+        else:
+            os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drops the partial shard."""
@@ -90,6 +105,11 @@ class PseudoLabelSource:
     """Random-access (grain) source over every finished shard in a directory."""
 
     def __init__(self, directory: str):
+        if paths.is_remote(directory):
+            raise ValueError(
+                f"{directory}: ArrayRecord reads local files only; copy the shards to a local "
+                "disk (or mount the bucket) and point config.data.pseudo.path there"
+            )
         self.paths = sorted(glob.glob(os.path.join(directory, "shard-*.array_record")))
         if not self.paths:
             raise FileNotFoundError(

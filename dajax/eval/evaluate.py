@@ -19,13 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Sequence
 
 import jax
 import numpy as np
 from tqdm import tqdm
 
+from dajax import paths
 from dajax.data.registry import build_source
 from dajax.eval.align import relative_depth_metrics
 from dajax.eval.baselines import BASELINES
@@ -188,11 +188,10 @@ def format_table(results: dict, protocol: str, reference: dict | None = None) ->
 
 
 def _write_results(workdir: str, name: str, payload: dict) -> str:
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, name)
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2)
-    return path
+    path = paths.resolve(workdir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    paths.write_atomic(path, json.dumps(payload, indent=2))
+    return str(path)
 
 
 def run(config, workdir: str) -> dict:

@@ -6,13 +6,15 @@ Agg backend; rewritten at each log step and at the end of training.
 
 from __future__ import annotations
 
-import os
+import io
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from dajax import paths  # noqa: E402
 
 CURVES_FILE = "curves.png"
 
@@ -44,7 +46,7 @@ def series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
     return out
 
 
-def plot_curves(records: list[dict], path: str) -> list[str]:
+def plot_curves(records: list[dict], path: paths.PathLike) -> list[str]:
     """Writes the curves of `records` to the PNG `path` (atomically); returns the panel titles.
 
     One panel per kind (losses, learning rates, validation metrics, gradient norm) that has
@@ -69,8 +71,8 @@ def plot_curves(records: list[dict], path: str) -> list[str]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
-    staging = path + ".tmp"
-    fig.savefig(staging, format="png", dpi=90)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=90)
     plt.close(fig)
-    os.replace(staging, path)
+    paths.write_atomic(path, png.getvalue())
     return [title for title, _ in panels]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +19,7 @@ import optax
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from dajax import checkpoints, runtime, sharding
+from dajax import checkpoints, paths, runtime, sharding
 from dajax.models import ModelConfig
 from dajax.training import validation
 from dajax.training.metrics_log import MetricsLog
@@ -74,7 +73,9 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
         mesh = sharding.make_mesh(config.mesh.fsdp)
         state, state_sh, frozen = _initial_state(recipe, config, mesh)
         ckpt = checkpoints.TrainCheckpointer(
-            os.path.join(workdir, "checkpoints"), config.checkpoint_every, config.keep_checkpoints
+            paths.resolve(workdir) / "checkpoints",
+            config.checkpoint_every,
+            config.keep_checkpoints,
         )
         try:
             restored = ckpt.restore_newest_readable(_abstract(state, state_sh), recipe.batches)
@@ -174,12 +175,11 @@ def _write_run_files(workdir: str, config, model_config: ModelConfig | None) -> 
     """`config.json` (the experiment) and `model_config.json` (the architecture), process 0."""
     if jax.process_index() != 0:
         return
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    workdir = paths.resolve(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths.write_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
     if model_config is not None:
-        with open(os.path.join(workdir, checkpoints.CONFIG_FILE), "w") as f:
-            f.write(model_config.to_json())
+        paths.write_atomic(workdir / checkpoints.CONFIG_FILE, model_config.to_json())
 
 
 def _compile(step_fn, state, batch, frozen):

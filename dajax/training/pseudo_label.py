@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 
 import cv2
@@ -18,6 +17,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from dajax import paths
 from dajax.data.pseudo_labels import PseudoLabelWriter, shard_name
 from dajax.data.registry import build_source
 from dajax.inference import DepthEstimator
@@ -41,15 +41,15 @@ def _image_bytes(record: dict) -> bytes:
 
 def run(config, workdir: str) -> str:
     """Labels `config.data.unlabeled`; returns the shard directory (`workdir/shards`)."""
-    out_dir = os.path.join(workdir, "shards")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = paths.resolve(workdir) / "shards"
+    out_dir.mkdir(parents=True, exist_ok=True)
     source = build_source(config.data.unlabeled)
     estimator = DepthEstimator.from_pretrained(
         config.teacher, input_size=config.input_size, dtype=config.model_dtype
     )
     count = math.ceil(len(source) / config.shard_size)
     mine = range(jax.process_index(), count, jax.process_count())
-    todo = [s for s in mine if not os.path.exists(os.path.join(out_dir, shard_name(s, count)))]
+    todo = [s for s in mine if not (out_dir / shard_name(s, count)).exists()]
     log.info("pseudo-labelling: %d shards, %d already done here", len(mine), len(mine) - len(todo))
     start, images = time.time(), 0
     for shard in tqdm(todo, desc="shards", disable=jax.process_index() != 0):
@@ -58,7 +58,7 @@ def run(config, workdir: str) -> str:
         )
         records = [source[i] for i in indices]
         maps = estimator.batch([r["image"] for r in records], config.batch_size)
-        with PseudoLabelWriter(os.path.join(out_dir, shard_name(shard, count))) as writer:
+        with PseudoLabelWriter(out_dir / shard_name(shard, count)) as writer:
             for i, record, disparity in zip(indices, records, maps, strict=True):
                 meta = {
                     "source": str(record.get("source", i)),
@@ -69,4 +69,4 @@ def run(config, workdir: str) -> str:
         images += len(records)
     if images:
         log.info("labelled %d images at %.1f images/s", images, images / (time.time() - start))
-    return out_dir
+    return str(out_dir)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 
 import flax.linen as nn
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from dajax import checkpoints, models, runtime, visualize
+from dajax import checkpoints, models, paths, runtime, visualize
 from dajax.data.registry import build_source
 from dajax.data.transforms import crop, resize_shorter
 from dajax.dtypes import compute_dtype
@@ -114,24 +112,26 @@ def gather_to_host(params):
     return jax.device_get(params)
 
 
-def export(workdir: str, params, config: ModelConfig) -> str:
+def export(workdir: paths.PathLike, params, config: ModelConfig) -> str:
     """Writes params as the inference checkpoint `workdir/export`; every process calls it.
 
     The params are gathered to every host (they may be sharded over processes), written by
-    process 0, and an existing export (from a shorter run resumed with more steps) is replaced
-    atomically: the new one is written beside it and swapped in by rename.
+    process 0, and an existing export (from a shorter run resumed with more steps) is replaced:
+    the new one is written beside it and renamed into place (atomic on a local disk; in a
+    bucket, a rename copies, so a crash there may leave `export.tmp` complete beside a
+    partial `export`).
     """
-    path = os.path.join(workdir, "export")
-    staging = path + ".tmp"
+    path = paths.resolve(workdir) / "export"
+    staging = path.parent / "export.tmp"
     runtime.sync_processes("export_start")
     host_params = gather_to_host(params)
     if jax.process_index() == 0:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.rmtree(missing_ok=True)
     checkpoints.save_inference_params(staging, host_params, config)
     if jax.process_index() == 0:
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.replace(staging, path)
+        if path.exists():
+            path.rmtree()
+        staging.rename(path)
         log.info("exported inference params to %s", path)
     runtime.sync_processes("export_done")
-    return path
+    return str(path)

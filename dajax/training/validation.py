@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import jax
 
-from dajax import runtime
+from dajax import paths, runtime
 from dajax.data.registry import build_source
 from dajax.eval.evaluate import Bench, evaluate, resolve_protocol
 from dajax.inference import DepthEstimator
@@ -53,7 +52,7 @@ class Validator:
         self.model_config = model_config
         self.input_size = eval_cfg.input_size
         self.batch_size = eval_cfg.batch_size
-        self.best_path = os.path.join(workdir, BEST_FILE)
+        self.workdir = workdir
         self.impl = impl
         self._estimator: DepthEstimator | None = None
 
@@ -87,22 +86,18 @@ class Validator:
         return scores
 
     def _record_best(self, step: int, scores: dict) -> None:
-        best = read_best(os.path.dirname(self.best_path))
+        best = read_best(self.workdir)
         if best is not None and best["scores"][BEST_KEY] <= scores[BEST_KEY]:
             return
-        with open(self.best_path + ".tmp", "w") as f:
-            json.dump({"step": step, "metric": BEST_KEY, "scores": scores}, f, indent=2)
-        os.replace(self.best_path + ".tmp", self.best_path)
+        record = {"step": step, "metric": BEST_KEY, "scores": scores}
+        paths.write_atomic(paths.resolve(self.workdir) / BEST_FILE, json.dumps(record, indent=2))
         log.info("step %d is the best so far (%s %.4g)", step, BEST_KEY, scores[BEST_KEY])
 
 
-def read_best(workdir: str) -> dict | None:
+def read_best(workdir: paths.PathLike) -> dict | None:
     """`WORKDIR/best.json` ({step, metric, scores}), or None before the first validation."""
-    path = os.path.join(workdir, BEST_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    path = paths.resolve(workdir) / BEST_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def from_config(config, model_config: ModelConfig | None, workdir: str) -> Validator | None:

@@ -4,6 +4,11 @@ The lock is an `fcntl.flock` on the file, so the kernel drops it when its holder
 any reason (kill -9 included): a stale file never blocks a restart. The file records who holds
 it (host, pid, start time, command), which a refused run prints. In a multi-process run only
 process 0 takes the lock; the others learn whether it succeeded and stop with it.
+
+A workdir in a bucket (`gs://`) is not locked: object stores have no lock that its
+holder's death releases, and a lock object left by a killed run would block every restart.
+The run logs a warning and goes on; keeping one run per bucket workdir is then the user's
+(or the scheduler's) job.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import time
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+
+from dajax import paths
 
 log = logging.getLogger("dajax")
 
@@ -90,11 +97,17 @@ def _all_agree(ok: bool) -> bool:
 
 @contextlib.contextmanager
 def locked_workdir(workdir: str):
-    """Holds `workdir`'s lock for the `with` block (creates the workdir).
+    """Holds `workdir`'s lock for the `with` block (creates a local workdir; a bucket workdir
+    runs unlocked, see the module docstring).
 
     Raises:
       WorkdirLockedError: another live run holds it; the message names its host and pid.
     """
+    if paths.is_remote(workdir):
+        if jax.process_index() == 0:
+            log.warning("%s: a bucket workdir is not locked; run one job on it at a time", workdir)
+        yield
+        return
     path = os.path.join(workdir, LOCK_FILE)
     fd, error = None, None
     if jax.process_index() == 0:

@@ -22,7 +22,7 @@ import re
 import flax
 import numpy as np
 
-from dajax import checkpoints
+from dajax import checkpoints, paths
 from dajax.models import DepthAnything, ModelConfig, param_shapes, variants
 from dajax.weights import depth_anything_keys as keys
 from dajax.weights.finite import require_finite
@@ -114,7 +114,7 @@ def load_depth_anything(
     """
     path = resolve_weights(os.fspath(path))
     asked = dict(encoder=arch, version=version, head=head, max_depth=max_depth)
-    if os.path.isdir(path):
+    if os.path.isdir(path) or paths.is_remote(path):  # a bucket URL: a dajax checkpoint
         weights_file = hf_folder_weights(path)
         if weights_file is None:
             return _load_dajax_directory(path, asked, pos_embed)
