@@ -42,7 +42,7 @@ class Recipe:
         `start_prefetch` (the grain `DatasetIterator` protocol that its Orbax handler uses).
       frozen: a pytree of non-trained arrays passed to every step (or None).
       model_config: the architecture, written to `workdir/model_config.json` so that
-        `python -m dajax.export` can rebuild the model from the workdir alone.
+        `python -m dajax.convert WORKDIR OUT` can rebuild the model from the workdir alone.
       on_log: optional `(step, state, metrics_log)` hook called at each log step.
       learning_rates: optional `step -> {name: lr}`, logged with the step's metrics.
     """
