@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import ml_collections
 
+from dajax.data.procedural import PITCH_RANGE, ROLL_RANGE
+
+# Camera ranges (degrees) of a "broad" procedural pool: looking up to 5 degrees above the
+# horizon as well as down, and rolled up to 20 degrees either way.
+BROAD_CAMERAS = {"pitch_range": (-30.0, 5.0), "roll_range": (-20.0, 20.0)}
+
 # A small encoder for CPU demos: DINOv2 layout, 8x fewer FLOPs than ViT-S.
 DEMO_MODEL = {
     "encoder": "custom",
@@ -36,13 +42,15 @@ def parse_args(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(out)
 
 
-def model(variant: str, demo: bool) -> ml_collections.ConfigDict:
-    """`config.model`: encoder size, version, compute options."""
+def model(variant: str, demo: bool, pretrained: bool = False) -> ml_collections.ConfigDict:
+    """`config.model`: encoder size, version, compute options. A demo is `DEMO_MODEL` unless
+    it starts from `pretrained` DINOv2 weights, which need the released `variant`'s shape."""
+    small = demo and not pretrained
     return ml_collections.ConfigDict(
         {
-            "encoder": "vits" if demo else variant,
+            "encoder": "vits" if small else variant,
             "version": "v2",
-            "custom": DEMO_MODEL if demo else {},
+            "custom": DEMO_MODEL if small else {},
             "head": "relative",  # 'metric': sigmoid x max_depth (metres)
             "max_depth": 0.0,
             "dtype": "float32" if demo else "bfloat16",
@@ -73,8 +81,10 @@ def optim(total_steps_hint: int = 0) -> ml_collections.ConfigDict:
     )
 
 
-def procedural(num_scenes: int, size: int, seed: int, kind: str = "procedural"):
-    """A procedural-scene source spec."""
+def procedural(num_scenes: int, size: int, seed: int, kind: str = "procedural", broad=False):
+    """A procedural-scene source spec; `broad` draws cameras from `BROAD_CAMERAS` instead of
+    the level, downward-looking default."""
+    cameras = BROAD_CAMERAS if broad else {"pitch_range": PITCH_RANGE, "roll_range": ROLL_RANGE}
     return ml_collections.ConfigDict(
         {
             "kind": kind,
@@ -83,6 +93,7 @@ def procedural(num_scenes: int, size: int, seed: int, kind: str = "procedural"):
             "width": size,
             "styles": ("indoor", "outdoor"),
             "seed": seed,
+            **cameras,
         }
     )
 

@@ -6,11 +6,16 @@ perturbations, CutMix, feature alignment (α = 0.15).
     python -m dajax.main --config=configs/student.py:variant=vitl,online --workdir=runs/student \
         --config.teacher=runs/teacher/export --config.data.unlabeled.path=photos/
     python -m dajax.main --config=configs/student.py:demo --workdir=runs/demo
+    python -m dajax.main --config=configs/student.py:demo,dinov2=dinov2_vits14_pretrain.pth \
+        --workdir=runs/demo
 
 Labeled data as in `configs/teacher.py` (a full-size run refuses the procedural default unless
 `--config.data.allow_procedural=True`). `demo` runs the whole method on built-in procedural
 scenes in a few minutes on a CPU: teacher, pseudo-labels, student, and a held-out evaluation
-table of both. Ablations (Table 9):
+table of both. `demo,broad` is the paper's split: the labeled scenes keep the level,
+downward-looking camera while the unlabeled pool and the held-out scenes are drawn from
+broader cameras (`common.BROAD_CAMERAS`: tilted up as well as down, rolled). Ablations
+(Table 9):
 `--config.loss.unlabeled=False`, `--config.loss.perturb=False`, `--config.loss.feature=False`.
 """
 
@@ -21,13 +26,15 @@ from configs import teacher as teacher_config
 
 
 def get_config(arg=None):
-    args = common.parse_args(arg, variant="vits", demo=False, online=False, steps=0)
+    args = common.parse_args(
+        arg, variant="vits", demo=False, online=False, steps=0, broad=False, dinov2=""
+    )
     demo = args.demo
     steps = args.steps or (150 if demo else 62_000_000 // 128)
     config = ml_collections.ConfigDict(common.loop(steps, demo))
     config.stage = "demo" if demo else "student"
-    config.model = common.model(args.variant, demo)
-    config.init = ml_collections.ConfigDict({"dinov2": ""})
+    config.model = common.model(args.variant, demo, pretrained=bool(args.dinov2))
+    config.init = ml_collections.ConfigDict({"dinov2": args.dinov2})
     config.online_teacher = args.online
     config.teacher = ""  # teacher checkpoint (online mode)
     size = 96 if demo else 600
@@ -35,7 +42,7 @@ def get_config(arg=None):
     config.data = ml_collections.ConfigDict(
         {
             "labeled": ((common.procedural(400 if demo else 100_000, size, 1), 1.0),),
-            "unlabeled": common.procedural(400, size, 2, "procedural_images")
+            "unlabeled": common.procedural(400, size, 2, "procedural_images", args.broad)
             if demo
             else unlabeled_images,
             "pseudo": ml_collections.ConfigDict({"kind": "pseudo_labels", "path": ""}),
@@ -79,14 +86,18 @@ def get_config(arg=None):
     if demo:
         config.optim.base_lr = 2e-4
         config.optim.warmup_steps = 10
-        _demo_stages(config, steps)
+        _demo_stages(config, steps, args)
     return config
 
 
-def _demo_stages(config, steps):
-    """The teacher, data-engine and evaluation settings the demo pipeline runs first/last."""
-    config.teacher_stage = teacher_config.get_config(f"demo,steps={steps}")
-    # `--config.init.dinov2=PATH` initialises both the demo's teacher and its student.
+def _demo_stages(config, steps, args):
+    """The teacher, data-engine and evaluation settings the demo pipeline runs first/last;
+    `args.broad` draws the held-out scenes like the unlabeled pool."""
+    teacher_arg = f"demo,steps={steps},variant={args.variant}"
+    teacher_arg += f",dinov2={args.dinov2}" if args.dinov2 else ""
+    config.teacher_stage = teacher_config.get_config(teacher_arg)
+    # `--config.init.dinov2=PATH` (an encoder of the demo's shape; `demo,dinov2=PATH` for a
+    # released DINOv2) initialises both the demo's teacher and its student.
     config.teacher_stage.init.dinov2 = config.init.get_ref("dinov2")
     config.pseudo_stage = ml_collections.ConfigDict(
         {
@@ -100,7 +111,7 @@ def _demo_stages(config, steps):
     )
     config.eval = ml_collections.ConfigDict(
         {
-            "data": common.procedural(48, 96, 99),
+            "data": common.procedural(48, 96, 99, broad=args.broad),
             "max_depth": 80.0,
             "input_size": 84,
             "batch_size": 8,

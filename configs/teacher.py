@@ -3,6 +3,8 @@
     python -m dajax.main --config=configs/teacher.py:variant=vitl --workdir=runs/teacher \
         --config.init.dinov2=dinov2_vitl14_pretrain.pth
     python -m dajax.main --config=configs/teacher.py:demo --workdir=runs/demo_teacher
+    python -m dajax.main --config=configs/teacher.py:demo,dinov2=dinov2_vits14_pretrain.pth \
+        --workdir=runs/demo_teacher
 
 Labeled data: `config.data.labeled`, ((source spec, weight), ...) as in `docs/data.md`; set it
 in a copy of this file. Its default, the built-in procedural scenes, stops a full-size run at
@@ -16,13 +18,13 @@ from configs import common
 
 
 def get_config(arg=None):
-    args = common.parse_args(arg, variant="vits", demo=False, steps=0)
+    args = common.parse_args(arg, variant="vits", demo=False, steps=0, dinov2="")
     demo = args.demo
     steps = args.steps or (150 if demo else 200_000)
     config = ml_collections.ConfigDict(common.loop(steps, demo))
     config.stage = "teacher"
-    config.model = common.model(args.variant, demo)
-    config.init = ml_collections.ConfigDict({"dinov2": ""})
+    config.model = common.model(args.variant, demo, pretrained=bool(args.dinov2))
+    config.init = ml_collections.ConfigDict({"dinov2": args.dinov2})
     config.data = ml_collections.ConfigDict(
         {
             "labeled": (

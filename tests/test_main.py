@@ -173,3 +173,49 @@ def test_an_empty_image_folder_path_is_not_called_a_missing_folder():
         ValueError, match=r"^no image folder or list file given \(the path is empty\)"
     ):
         list_images("")
+
+
+def test_broad_demo_keeps_labeled_cameras_level_and_draws_the_rest_broadly():
+    """`demo,broad`: the paper's split, a narrow labeled set against a broader unlabeled pool
+    and a held-out set drawn like the pool; the sources the registry builds honour it."""
+    from configs import common, student
+
+    config = student.get_config("demo,broad")
+    labeled = config.data.labeled[0][0]
+    assert (tuple(labeled.pitch_range), tuple(labeled.roll_range)) == ((-20.0, -3.0), (0.0, 0.0))
+    for spec in (config.data.unlabeled, config.eval.data, config.pseudo_stage.data.unlabeled):
+        assert tuple(spec.roll_range) == common.BROAD_CAMERAS["roll_range"]
+        assert tuple(spec.pitch_range) == common.BROAD_CAMERAS["pitch_range"]
+    assert tuple(student.get_config("demo").eval.data.roll_range) == (0.0, 0.0)
+    pool = build_source(config.data.unlabeled)
+    assert (pool.pitch_range, pool.roll_range) == ((-30.0, 5.0), (-20.0, 20.0))
+    assert build_source(labeled).roll_range == (0.0, 0.0)
+
+
+def test_demo_from_dinov2_weights_takes_the_released_shape(tmp_path):
+    """`demo,dinov2=PATH` swaps the small demo encoder for the released variant's shape, in the
+    teacher stage too, so a DINOv2 hub checkpoint of that variant loads into both."""
+    import jax
+    import numpy as np
+
+    from configs import student
+    from dajax.models import param_shapes
+    from dajax.training.setup import build_model
+    from dajax.weights.depth_anything_keys import flax_to_official
+    from dajax.weights.pretrained import load_dinov2_encoder
+    from dajax.weights.safetensors_io import save_safetensors
+
+    assert student.get_config("demo").model.custom.dim == 192
+    path = str(tmp_path / "dinov2_vits14_pretrain.safetensors")
+    config = student.get_config(f"demo,dinov2={path}")
+    for stage in (config, config.teacher_stage):
+        assert (stage.model.encoder, dict(stage.model.custom)) == ("vits", {})
+        assert stage.init.dinov2 == path
+    model, model_config = build_model(config.model)
+    encoder = param_shapes(model)["pretrained"]
+    hub = flax_to_official(
+        {"pretrained": jax.tree.map(lambda s: np.full(s.shape, 0.5, s.dtype), encoder)}
+    )
+    save_safetensors(path, {k.removeprefix("pretrained."): v for k, v in hub.items()})
+    qkv = load_dinov2_encoder(config.teacher_stage.init.dinov2, model_config)["blocks_11"]["attn"]
+    assert qkv["qkv"]["kernel"].shape == (384, 1152) and (qkv["qkv"]["kernel"] == 0.5).all()

@@ -68,6 +68,12 @@ class SceneSpec:
     ambient: float
     objects: tuple[Primitive, ...]
     max_depth: float
+    roll_deg: float = 0.0  # camera rotation about its optical axis (tilts the horizon)
+
+
+# The camera ranges the built-in scenes are drawn from unless a source asks for others.
+PITCH_RANGE = (-20.0, -3.0)
+ROLL_RANGE = (0.0, 0.0)
 
 
 def _random_texture(rng: np.random.Generator) -> Texture:
@@ -83,7 +89,11 @@ def _random_texture(rng: np.random.Generator) -> Texture:
 
 
 def sample_scene(
-    rng: np.random.Generator, style: str = "indoor", max_objects: int = 6
+    rng: np.random.Generator,
+    style: str = "indoor",
+    max_objects: int = 6,
+    pitch_range: tuple[float, float] = PITCH_RANGE,
+    roll_range: tuple[float, float] = ROLL_RANGE,
 ) -> SceneSpec:
     """Draws a random scene description.
 
@@ -91,6 +101,9 @@ def sample_scene(
       rng: the randomness (use `np.random.default_rng((seed, index))` for determinism).
       style: 'indoor' (room) or 'outdoor' (ground plane + sky).
       max_objects: upper bound on the number of objects (at least 1).
+      pitch_range, roll_range: (low, high) degrees the camera's tilt and roll are drawn from
+        uniformly. The roll is drawn last, so draws that differ only in `roll_range` share
+        every other value of the scene.
     """
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
@@ -117,7 +130,7 @@ def sample_scene(
         style=style,
         fov_deg=float(rng.uniform(50, 75)),
         camera_height=float(rng.uniform(1.0, 1.8)),
-        pitch_deg=float(rng.uniform(-20, -3)),
+        pitch_deg=float(rng.uniform(*pitch_range)),
         room_half_width=half_width,
         room_depth=depth,
         ceiling=float(rng.uniform(2.4, 3.2)),
@@ -127,13 +140,17 @@ def sample_scene(
         ambient=float(rng.uniform(0.25, 0.5)),
         objects=tuple(objects),
         max_depth=20.0 if indoor else 80.0,
+        roll_deg=float(rng.uniform(*roll_range)),  # drawn last: see the docstring
     )
 
 
 def _camera_rotation(spec: SceneSpec) -> np.ndarray:
-    """Camera-to-world rotation [3, 3] for the pitch (tilt about x; negative looks down)."""
-    p = np.radians(spec.pitch_deg)
-    return np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]], np.float32)
+    """Camera-to-world rotation [3, 3]: roll about the optical axis, then pitch (tilt about x;
+    negative looks down)."""
+    p, r = np.radians(spec.pitch_deg), np.radians(spec.roll_deg)
+    pitch = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    roll = np.array([[np.cos(r), np.sin(r), 0], [-np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return (pitch @ roll).astype(np.float32)
 
 
 def _rays(spec: SceneSpec, height: int, width: int) -> np.ndarray:
@@ -294,15 +311,23 @@ def _surface_color(spec: SceneSpec, k: int, n_background: int, p: np.ndarray, li
 
 
 def render_scene(
-    index: int, height: int = 518, width: int = 518, style: str = "indoor", seed: int = 0
+    index: int,
+    height: int = 518,
+    width: int = 518,
+    style: str = "indoor",
+    seed: int = 0,
+    pitch_range: tuple[float, float] = PITCH_RANGE,
+    roll_range: tuple[float, float] = ROLL_RANGE,
 ) -> dict:
-    """Scene `index` of the family of scenes drawn with `seed`: a labeled record.
+    """Scene `index` of the family of scenes drawn with `seed` (and the camera ranges, see
+    `sample_scene`): a labeled record.
 
     Returns:
       `{image [H,W,3] uint8, depth [H,W] float32 metres (0 where invalid), mask [H,W] bool,
       source: 'procedural_<style>'}`.
     """
-    spec = sample_scene(np.random.default_rng((seed, index, STYLES.index(style))), style)
+    rng = np.random.default_rng((seed, index, STYLES.index(style)))
+    spec = sample_scene(rng, style, pitch_range=pitch_range, roll_range=roll_range)
     out = render(spec, height, width)
     depth = np.where(out["mask"], out["depth"], 0.0).astype(np.float32)
     return {
@@ -322,6 +347,8 @@ class ProceduralScenes:
       styles: styles cycled by index (index % len(styles)).
       seed: family seed; disjoint seeds give disjoint train / held-out sets.
       images_only: the "unlabeled" view: records hold only `image` and `source`.
+      pitch_range, roll_range: (low, high) camera tilt and roll in degrees (`sample_scene`);
+        e.g. a narrow labeled set and a broader unlabeled pool.
     """
 
     def __init__(
@@ -332,9 +359,18 @@ class ProceduralScenes:
         styles=STYLES,
         seed: int = 0,
         images_only: bool = False,
+        pitch_range: tuple[float, float] = PITCH_RANGE,
+        roll_range: tuple[float, float] = ROLL_RANGE,
     ):
+        for name, (low, high) in (("pitch_range", pitch_range), ("roll_range", roll_range)):
+            if not -90.0 <= low <= high <= 90.0:
+                raise ValueError(
+                    f"{name} must be (low, high) degrees in [-90, 90], got {(low, high)}"
+                )
         self.num_scenes, self.height, self.width = num_scenes, height, width
         self.styles, self.seed, self.images_only = tuple(styles), seed, images_only
+        self.pitch_range = (float(pitch_range[0]), float(pitch_range[1]))
+        self.roll_range = (float(roll_range[0]), float(roll_range[1]))
 
     def __len__(self) -> int:
         return self.num_scenes
@@ -343,7 +379,9 @@ class ProceduralScenes:
         if not 0 <= index < self.num_scenes:
             raise IndexError(f"scene {index} out of range [0, {self.num_scenes})")
         style = self.styles[index % len(self.styles)]
-        record = render_scene(int(index), self.height, self.width, style, self.seed)
+        record = render_scene(
+            int(index), self.height, self.width, style, self.seed, self.pitch_range, self.roll_range
+        )
         if self.images_only:
             return {"image": record["image"], "source": record["source"]}
         return record

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dajax.data.benchmark_sources import DDAD, DIODE, ETH3D, Sintel
-from dajax.data.procedural import ProceduralScenes
+from dajax.data.procedural import PITCH_RANGE, ROLL_RANGE, ProceduralScenes
 from dajax.data.pseudo_labels import PseudoLabelSource
 from dajax.data.rgbd_sources import KITTIList, NYUv2H5Tree, NYUv2Labeled, PairedFolders, TFDSDepth
 from dajax.data.unlabeled import UnlabeledImages
@@ -11,7 +11,15 @@ from dajax.data.unlabeled import UnlabeledImages
 
 def _procedural(spec, images_only: bool):
     return ProceduralScenes(
-        spec.num_scenes, spec.height, spec.width, tuple(spec.styles), spec.seed, images_only
+        spec.num_scenes,
+        spec.height,
+        spec.width,
+        tuple(spec.styles),
+        spec.seed,
+        images_only,
+        # configs written before the camera ranges existed have neither key
+        tuple(spec.get("pitch_range", PITCH_RANGE)),
+        tuple(spec.get("roll_range", ROLL_RANGE)),
     )
 
 

@@ -69,5 +69,5 @@ def _encoder_note(dinov2_path: str) -> str:
     return (
         "note: no DINOv2 weights were given, so teacher and student started from a seeded RANDOM "
         "encoder (feature alignment used the teacher's encoder as its reference); pass "
-        "--config.init.dinov2=dinov2_vits14_pretrain.pth for the paper's setting"
+        "--config=configs/student.py:demo,dinov2=dinov2_vits14_pretrain.pth for the paper's setting"
     )

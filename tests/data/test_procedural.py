@@ -55,3 +55,37 @@ def test_source_and_unlabeled_view():
     np.testing.assert_array_equal(unlabeled[0]["image"], source[0]["image"])
     with pytest.raises(IndexError):
         source[5]
+
+
+def test_roll_tilts_the_horizon_and_keeps_depth_along_the_optical_axis():
+    """Rolling the camera about its optical axis rotates the image: the sky/ground boundary of
+    an empty outdoor scene leans (the floor reaches higher on one side), and the depth of the
+    centre pixel, which lies on the axis, does not change."""
+    spec = sample_scene(np.random.default_rng(0), "outdoor")
+    level = dataclasses.replace(spec, objects=(), pitch_deg=-10.0, roll_deg=0.0)
+    rolled = dataclasses.replace(level, roll_deg=15.0)
+    h = w = 65
+    a, b = render(level, h, w), render(rolled, h, w)
+    sky_a, sky_b = ~a["mask"], ~b["mask"]
+    np.testing.assert_array_equal(sky_a[:, 0].sum(), sky_a[:, -1].sum())
+    assert abs(int(sky_b[:, 0].sum()) - int(sky_b[:, -1].sum())) > 10
+    np.testing.assert_allclose(a["depth"][h // 2, w // 2], b["depth"][h // 2, w // 2], rtol=1e-5)
+
+
+def test_camera_ranges_bound_the_drawn_cameras_and_default_to_the_level_family():
+    rng = lambda: np.random.default_rng(7)  # noqa: E731
+    default = sample_scene(rng(), "indoor")
+    assert default.roll_deg == 0.0 and -20.0 <= default.pitch_deg <= -3.0
+    # the roll is drawn last: asking for one changes nothing else about the scene
+    rolled = sample_scene(rng(), "indoor", roll_range=(-20.0, 20.0))
+    assert rolled.roll_deg != 0.0 and dataclasses.replace(rolled, roll_deg=0.0) == default
+    broad = [
+        sample_scene(np.random.default_rng(i), "indoor", pitch_range=(-30, 5), roll_range=(-20, 20))
+        for i in range(50)
+    ]
+    assert all(-30 <= s.pitch_deg <= 5 and -20 <= s.roll_deg <= 20 for s in broad)
+    assert max(abs(s.roll_deg) for s in broad) > 10
+    source = ProceduralScenes(2, 24, 24, roll_range=(-20, 20))
+    assert source[0]["image"].shape == (24, 24, 3)
+    with pytest.raises(ValueError, match="roll_range"):
+        ProceduralScenes(2, 24, 24, roll_range=(20, -20))
