@@ -13,9 +13,12 @@ in a bucket by uploading the object, which appears whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import TYPE_CHECKING
 
-from etils import epath
+if TYPE_CHECKING:
+    from etils import epath
 
 PathLike = str | os.PathLike
 
@@ -27,18 +30,29 @@ def is_remote(path: PathLike) -> bool:
 
 def resolve(path: PathLike) -> epath.Path:
     """`path` as an `epath.Path`: local paths absolute, URLs unchanged."""
+    from etils import epath  # here, not at import: `write_atomic` on local files needs none
+
     if is_remote(path):
         return epath.Path(path)
     return epath.Path(os.path.abspath(os.fspath(path)))
 
 
 def write_atomic(path: PathLike, data: bytes | str) -> None:
-    """Replaces the file `path` with `data` (text is UTF-8), never leaving it half-written."""
-    path = resolve(path)
+    """Replaces the file `path` with `data` (text is UTF-8), never leaving it half-written.
+
+    Locally the data goes to a staging file named for this process (so processes writing the
+    same file do not share one), which a failed write removes; the folder must exist.
+    """
     payload = data.encode() if isinstance(data, str) else data
     if is_remote(path):
-        path.write_bytes(payload)
+        resolve(path).write_bytes(payload)
         return
-    staging = path.parent / (path.name + ".tmp")
-    staging.write_bytes(payload)
-    os.replace(staging, path)
+    staging = f"{os.path.abspath(os.fspath(path))}.tmp-{os.getpid()}"
+    try:
+        with open(staging, "wb") as f:
+            f.write(payload)
+        os.replace(staging, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(staging)
+        raise

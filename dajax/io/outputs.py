@@ -11,7 +11,6 @@ input folder (where the next run would read them back as inputs).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import tempfile
@@ -21,6 +20,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from dajax import paths
 from dajax.io.inputs import Inputs
 
 
@@ -110,17 +110,13 @@ def plan_outputs(inputs: Inputs, outdir: str, suffixes: Sequence[str]) -> dict[s
 
 
 def write_file(path: str, data: bytes) -> None:
-    """Writes `data` to `path` (creating its folder) via a temporary file, so a failed write
-    leaves no partial file; raises OutputError naming the path."""
-    tmp = f"{path}.tmp-{os.getpid()}"
+    """Writes `data` to `path` (creating its folder) via a temporary file
+    (`dajax.paths.write_atomic`), so a failed write leaves no partial file; raises OutputError
+    naming the path."""
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        paths.write_atomic(path, data)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
 
 

@@ -20,6 +20,8 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from dajax.io.outputs import write_npy
+
 log = logging.getLogger("dajax")
 
 
@@ -67,7 +69,7 @@ def cache_depth_maps(
         records = [source[i] for i in todo[start : start + batch_size]]
         maps = estimator.batch([r["image"] for r in records], batch_size=batch_size)
         for record, disparity in zip(records, maps, strict=True):
-            _save_atomic(depth_file(cache_dir, record["path"]), disparity)
+            write_npy(depth_file(cache_dir, record["path"]), np.asarray(disparity, np.float32))
         bar.update(len(records))
     bar.close()
     return len(todo)
@@ -105,9 +107,3 @@ def _path(source, index: int) -> str:
     """The path of record `index` without decoding its image when the source has an index."""
     split = getattr(source, "split", None)
     return split.paths[index] if split is not None else source[index]["path"]
-
-
-def _save_atomic(target: str, array: np.ndarray) -> None:
-    tmp = f"{target}.{os.getpid()}.tmp.npy"
-    np.save(tmp, np.asarray(array, np.float32))
-    os.replace(tmp, target)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dajax.io.outputs import write_npy
 from dajax.models import ModelConfig
 from dajax.models.depth_anything import build_encoder
 from dajax.models.normalization import imagenet_normalize
@@ -136,10 +137,7 @@ def cached_features(
         log.warning("%s has shape %s, not (%d, %d): recomputing", cache_file, feats.shape,
                     len(images), extractor.dim)  # fmt: skip
     feats = extractor(images, batch_size, progress=True)
-    os.makedirs(os.path.dirname(cache_file) or ".", exist_ok=True)
-    tmp = f"{cache_file}.{os.getpid()}.tmp.npy"
-    np.save(tmp, feats)
-    os.replace(tmp, cache_file)
+    write_npy(cache_file, feats)
     return feats
 
 
