@@ -7,7 +7,7 @@ unlabeled pool (`dajax.training.demo.train_teacher_and_label`); then one student
 trained from the same initial encoder on the same labels, and everything is scored on the
 held-out scenes with the zero-shot relative protocol, beside the trivial baselines:
 
-| row | L_u | S (perturbations + CutMix) | L_feat |
+| row | L_u | S (jitter, blur and CutMix) | L_feat |
 |---|---|---|---|
 | student: L_u | yes | no | no |
 | student: L_u + S | yes | yes | no |
@@ -38,10 +38,12 @@ from configs import student as student_config  # noqa: E402
 from dajax.eval.evaluate import evaluate_checkpoints  # noqa: E402
 from dajax.training import demo, student  # noqa: E402
 
+_NO_S = {"color_blur": False, "cutmix": False}
+_S = {"color_blur": True, "cutmix": True}
 ROWS = {
-    "student: L_u": {"unlabeled": True, "perturb": False, "feature": False},
-    "student: L_u + S": {"unlabeled": True, "perturb": True, "feature": False},
-    "student: L_u + S + L_feat": {"unlabeled": True, "perturb": True, "feature": True},
+    "student: L_u": {"unlabeled": True, **_NO_S, "feature": False},
+    "student: L_u + S": {"unlabeled": True, **_S, "feature": False},
+    "student: L_u + S + L_feat": {"unlabeled": True, **_S, "feature": True},
 }
 
 

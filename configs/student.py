@@ -16,7 +16,8 @@ table of both. `demo,broad` is the paper's split: the labeled scenes keep the le
 downward-looking camera while the unlabeled pool and the held-out scenes are drawn from
 broader cameras (`common.BROAD_CAMERAS`: tilted up as well as down, rolled). Ablations
 (Table 9):
-`--config.loss.unlabeled=False`, `--config.loss.perturb=False`, `--config.loss.feature=False`.
+`--config.loss.unlabeled=False`; S off is `--config.loss.color_blur=False
+--config.loss.cutmix=False` (jitter, grayscale and blur; CutMix); `--config.loss.feature=False`.
 """
 
 import ml_collections
@@ -30,6 +31,7 @@ def get_config(arg=None):
         arg, variant="vits", demo=False, online=False, steps=0, broad=False, dinov2=""
     )
     demo = args.demo
+    # The paper: one sweep over its 62M unlabeled images at a global batch of 128.
     steps = args.steps or (150 if demo else 62_000_000 // 128)
     config = ml_collections.ConfigDict(common.loop(steps, demo))
     config.stage = "demo" if demo else "student"
@@ -47,6 +49,7 @@ def get_config(arg=None):
             else unlabeled_images,
             "pseudo": ml_collections.ConfigDict({"kind": "pseudo_labels", "path": ""}),
             "crop": 84 if demo else 518,
+            # global batches (over all processes and devices), labeled : unlabeled = 1 : 2
             "labeled_batch": 4 if demo else 64,
             "unlabeled_batch": 8 if demo else 128,
             "workers": 0 if demo else 8,
@@ -65,7 +68,8 @@ def get_config(arg=None):
             # encoder of config.teacher), 'auto' (init with DINOv2 weights, else teacher)
             "feature_reference": "auto",
             "unlabeled": True,
-            "perturb": True,
+            "color_blur": True,  # S, part 1: colour jitter, grayscale, Gaussian blur
+            "cutmix": True,  # S, part 2: CutMix (p = perturb.cutmix_p)
             "feature": True,
         }
     )

@@ -16,11 +16,14 @@ import ml_collections
 
 from configs import common
 
+PAPER_EPOCHS, PAPER_LABELED_IMAGES = 20, 1_500_000
+
 
 def get_config(arg=None):
     args = common.parse_args(arg, variant="vits", demo=False, steps=0, dinov2="")
     demo = args.demo
-    steps = args.steps or (150 if demo else 200_000)
+    # The paper: 20 epochs over its 1.5M labeled images at a global batch of 64.
+    steps = args.steps or (150 if demo else PAPER_EPOCHS * PAPER_LABELED_IMAGES // 64)
     config = ml_collections.ConfigDict(common.loop(steps, demo))
     config.stage = "teacher"
     config.model = common.model(args.variant, demo, pretrained=bool(args.dinov2))
@@ -31,7 +34,7 @@ def get_config(arg=None):
                 (common.procedural(400 if demo else 100_000, 96 if demo else 600, 1), 1.0),
             ),
             "crop": 84 if demo else 518,
-            "labeled_batch": 8 if demo else 64,
+            "labeled_batch": 8 if demo else 64,  # global: over all processes and devices
             "workers": 0 if demo else 8,
             # procedural scenes outside the demo only on purpose (a full-size run stops at
             # start-up while `labeled` holds them and this is False)

@@ -111,6 +111,29 @@ def state_shardings(abstract_tree, mesh: Mesh, min_size: int = FSDP_MIN_SIZE):
     )
 
 
+def process_batch_size(global_size: int, name: str = "batch", devices: bool = False) -> int:
+    """This process's share of a global batch: `global_size / process count`.
+
+    Args:
+      global_size: the batch over all processes.
+      name: the config field it came from, for the error.
+      devices: also require that every device gets the same share (training batches are split
+        over all of them, `batch_sharding`).
+
+    Raises:
+      ValueError: one line naming the numbers, when the processes (or the devices) cannot
+        divide `global_size`.
+    """
+    parts = [jax.process_count()] + ([jax.device_count()] if devices else [])
+    if global_size < 1 or any(global_size % n for n in parts):
+        over = f"{parts[0]} process(es)" + (f" and {parts[1]} device(s)" if devices else "")
+        raise ValueError(
+            f"{name}: a global batch of {global_size} does not divide over {over}; set it to a "
+            f"multiple of {math.lcm(*parts)}"
+        )
+    return global_size // parts[0]
+
+
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Per-process numpy batches -> global `jax.Array`s split over the mesh's batch axes.
 

@@ -1,11 +1,14 @@
 """grain input pipelines: labeled mixtures, unlabeled/pseudo-labeled sets, student batches.
 
-Every pipeline is `MapDataset.source(...)[process_index::process_count]` (disjoint
-per-process shards), seeded shuffle, repeat, a picklable random transform, a per-process
-batch, then an `IterDataset` with optional multiprocess prefetch. Iterators are
-checkpointable (`get_state` / `set_state`), and `StudentBatches` combines the labeled and
-unlabeled iterators into one whose state holds both, so a resumed run sees exactly the
-batches an uninterrupted one would have.
+Batch sizes are global: every process builds the same stream (seeded shuffle, repeat, a
+picklable random transform seeded per record), cut into global batches, and takes its
+contiguous share of each: process p of P gets rows [p·b, (p+1)·b) of every global batch,
+b = global / P. Records outside a process's share are never read or transformed there. So a
+run sees the same images in the same steps on 1 process or on 32, and the config's numbers
+(batch, steps, schedule) mean the same thing on both. Iterators are checkpointable
+(`get_state` / `set_state`), and `StudentBatches` combines the labeled and unlabeled
+iterators into one whose state holds both, so a resumed run sees exactly the batches an
+uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -17,26 +20,23 @@ import grain
 import jax
 import numpy as np
 
+from dajax import sharding
 from dajax.data.transforms import LabeledTrainTransform, UnlabeledTrainTransform
 
 
-def _process_shard(source) -> grain.MapDataset:
+def _records(source) -> grain.MapDataset:
     ds = grain.MapDataset.source(source)
     if len(ds) == 0:
         raise ValueError(f"{type(source).__name__}: the data source is empty")
-    shard = ds[jax.process_index() :: jax.process_count()]
-    if len(shard) == 0:
-        raise ValueError(
-            f"{type(source).__name__}: {len(ds)} records cannot feed {jax.process_count()} "
-            "processes"
-        )
-    return shard
+    return ds
 
 
-def _finish(ds: grain.MapDataset, batch_size: int, workers: int) -> grain.IterDataset:
-    it = ds.batch(batch_size, drop_remainder=True).to_iter_dataset(
-        grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
-    )
+def _finish(ds: grain.MapDataset, global_batch: int, workers: int, name: str):
+    """This process's share of each global batch of the record stream `ds` (an IterDataset);
+    `name` is the config field of `global_batch`, for the error when it does not divide."""
+    share = sharding.process_batch_size(global_batch, name)
+    mine = ds.batch(share, drop_remainder=True)[jax.process_index() :: jax.process_count()]
+    it = mine.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2))
     if workers > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     return it
@@ -53,31 +53,55 @@ def labeled_dataset(
     target: str = "disparity",
     workers: int = 0,
 ) -> grain.IterDataset:
-    """Per-process batches `{image [b,S,S,3] uint8, target [b,S,S] float32, mask [b,S,S]}`.
+    """This process's share `{image [b,S,S,3] uint8, target [b,S,S] float32, mask [b,S,S]}`
+    of each global batch (b = batch_size / process count).
 
     Args:
       sources: labeled random-access sources (records with image/depth/mask).
       weights: mixture weights (None = equal weights).
       size: square crop side (518 in the paper).
-      batch_size: per-process batch.
+      batch_size: the global batch, over all processes.
       seed: shuffling and augmentation seed.
       flip: random horizontal flips.
       target: 'disparity' (normalised, relative training) or 'depth' (metres, metric).
       workers: grain worker processes (0 = in-process threads).
     """
-    parts = [_process_shard(s).seed(seed + i).shuffle().repeat() for i, s in enumerate(sources)]
+    parts = [_records(s).seed(seed + i).shuffle().repeat() for i, s in enumerate(sources)]
     mixed = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, weights)
     mixed = mixed.random_map(LabeledTrainTransform(size, flip, target), seed=seed)
-    return _finish(mixed, batch_size, workers)
+    return _finish(mixed, batch_size, workers, "config.data.labeled_batch")
+
+
+def batch_plan(name: str, global_batch: int, records: int, steps: int) -> str:
+    """One log line: a stream's global and per-process batch, and what `steps` steps read.
+
+    Args:
+      name: the stream ('labeled', 'unlabeled').
+      global_batch: images per step over all processes.
+      records: the size of the data behind the stream (its epoch).
+      steps: the run's step count.
+
+    Raises:
+      ValueError: when the processes and devices cannot share `global_batch` equally (called at
+        a stage's start-up, this is the run's first check of its batch).
+    """
+    share = sharding.process_batch_size(global_batch, f"config.data.{name}_batch", devices=True)
+    seen = global_batch * steps
+    return (
+        f"{name}: global batch {global_batch} ({share} per process "
+        f"x {jax.process_count()}); {steps} steps read {seen:,} images = "
+        f"{seen / max(records, 1):.2f} epochs over {records:,}"
+    )
 
 
 def unlabeled_dataset(
     source, *, size: int, batch_size: int, seed: int, workers: int = 0
 ) -> grain.IterDataset:
-    """Per-process batches `{image [b,S,S,3] uint8}` (+ `pseudo [b,S,S]` when labeled)."""
-    ds = _process_shard(source).seed(seed).shuffle().repeat()
+    """This process's share `{image [b,S,S,3] uint8}` (+ `pseudo [b,S,S]` when labeled) of each
+    global batch of `batch_size` (b = batch_size / process count)."""
+    ds = _records(source).seed(seed).shuffle().repeat()
     ds = ds.random_map(UnlabeledTrainTransform(size), seed=seed + 1)
-    return _finish(ds, batch_size, workers)
+    return _finish(ds, batch_size, workers, "config.data.unlabeled_batch")
 
 
 class StudentBatches:

@@ -138,27 +138,43 @@ def cutmix_affine_invariant_loss(
     return total.mean()
 
 
+def _token_dissimilarity(student: jnp.ndarray, frozen: jnp.ndarray) -> jnp.ndarray:
+    """1 − cos(f, f') per token [B, N] (no gradient into `frozen`)."""
+    frozen = jax.lax.stop_gradient(frozen)
+    num = (student * frozen).sum(-1)
+    den = jnp.sqrt((student**2).sum(-1) * (frozen**2).sum(-1) + EPS)
+    return 1.0 - num / den
+
+
 def feature_alignment_loss(
     student: jnp.ndarray, frozen: jnp.ndarray, margin: float = 0.15
 ) -> jnp.ndarray:
     """Semantic feature alignment with a tolerance margin (paper eq. 6).
 
-    Per token, 1 − cos(f, f'); tokens already within `margin` (1 − cos < α) are left out of
-    the mean, so the student keeps freedom where it is close enough to DINOv2.
+    Per token, 1 − cos(f, f'); tokens already within `margin` (1 − cos < α) are "not
+    considered": they contribute 0, and the sum is divided by the number of all tokens. So the
+    loss and its gradient are continuous in the features (a token crossing the margin changes
+    the loss by its own term, at most α / N), and a token's gradient does not depend on how
+    many others are outside the margin. Dividing by the active tokens instead would make the
+    loss jump from 0 to ≥ α when one token crosses, and scale that token's gradient by
+    N / active.
 
     Args:
       student: [B, N, C] student encoder patch features.
       frozen: [B, N, C] frozen DINOv2 features (no gradient flows into them).
+      margin: α, the tolerance on 1 − cos.
 
     Returns:
       Scalar; 0 (with zero gradient) when every token is within the margin.
     """
-    frozen = jax.lax.stop_gradient(frozen)
-    num = (student * frozen).sum(-1)
-    den = jnp.sqrt((student**2).sum(-1) * (frozen**2).sum(-1) + EPS)
-    dissimilarity = 1.0 - num / den
-    active = dissimilarity >= margin
-    return (dissimilarity * active).sum() / jnp.maximum(active.sum(), 1)
+    dissimilarity = _token_dissimilarity(student, frozen)
+    return jnp.where(dissimilarity >= margin, dissimilarity, 0.0).mean()
+
+
+def share_within_margin(student: jnp.ndarray, frozen: jnp.ndarray, margin: float = 0.15):
+    """The share of tokens with 1 − cos(f, f') < `margin` (scalar in [0, 1]), the tokens
+    `feature_alignment_loss` leaves alone; logged beside it. Shapes as there."""
+    return (_token_dissimilarity(student, frozen) < margin).mean()
 
 
 def _align_least_squares(pred, target, mask):

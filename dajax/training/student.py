@@ -6,9 +6,11 @@ jitter, grayscale, blur) and CutMix on the student's input only; their loss is t
 affine-invariant loss against the teacher's labels of the two clean images. A cosine
 feature-alignment loss with margin α keeps the encoder close to the frozen DINOv2.
 
-`config.loss.{unlabeled, perturb, feature}` switch L_u, the perturbations S and L_feat off
-(the paper's Table 9 ablation). With `config.online_teacher` the teacher runs inside the step
-on the clean unlabeled images instead of reading pseudo-label shards.
+`config.loss.{unlabeled, color_blur, cutmix, feature}` switch L_u, the two halves of the
+perturbations S (colour jitter, grayscale and blur; CutMix) and L_feat off: the paper's
+Table 9 rows are L_u alone (no jitter, no blur, no CutMix), + S (all three), + L_feat. With
+`config.online_teacher` the teacher runs inside the step on the clean unlabeled images instead
+of reading pseudo-label shards.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from dajax import sharding
 from dajax.data import perturb
-from dajax.data.pipeline import StudentBatches, unlabeled_dataset
+from dajax.data.pipeline import StudentBatches, batch_plan, unlabeled_dataset
 from dajax.data.registry import build_source, check_training_data
 from dajax.models import build_model, param_shapes
 from dajax.models.normalization import imagenet_normalize
@@ -84,9 +86,12 @@ def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = N
         else:
             t_a = batch["u_pseudo"]
         b, h, w = t_a.shape
-        masks = perturb.cutmix_masks(k_mix, b, h, w, pc.cutmix_p)
-        student_in = perturb.cutmix(u_a, u_b, masks)
-        if lc.perturb:
+        if lc.cutmix:
+            masks = perturb.cutmix_masks(k_mix, b, h, w, pc.cutmix_p)
+            student_in = perturb.cutmix(u_a, u_b, masks)
+        else:  # M = 1: every pixel from u_a, the loss the plain one against t_a
+            masks, student_in = jnp.ones((b, h, w), jnp.float32), u_a
+        if lc.color_blur:
             student_in = perturb.strong_perturb(student_in, k_perturb, pc)
         return imagenet_normalize(student_in), t_a, jnp.roll(t_a, 1, axis=0), masks
 
@@ -109,6 +114,9 @@ def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = N
             ref = model.apply({"params": {"pretrained": frozen["dinov2"]}}, x_u, method="encode")
             loss_f = losses.feature_alignment_loss(feats, ref, lc.feature_margin)
             metrics["loss_feature"] = loss_f
+            metrics["feature_within_margin"] = losses.share_within_margin(
+                feats, ref, lc.feature_margin
+            )
             total = total + lc.feature_weight * loss_f
         return total, metrics
 
@@ -128,10 +136,14 @@ def run(config, workdir: str) -> str:
         teacher_model = build_model(teacher_config, impl, model.dtype)
         frozen["teacher"] = jax.device_get(teacher_params)
     tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
+    unlabeled = _unlabeled_source(config)
+    log.info(
+        batch_plan("unlabeled", config.data.unlabeled_batch, len(unlabeled), config.total_steps)
+    )
     batches = StudentBatches(
         labeled_batches(config),
         unlabeled_dataset(
-            _unlabeled_source(config),
+            unlabeled,
             size=config.data.crop,
             batch_size=config.data.unlabeled_batch,
             seed=config.seed + 7,

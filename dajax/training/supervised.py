@@ -3,19 +3,26 @@ loss, the generic loop, an exported inference checkpoint."""
 
 from __future__ import annotations
 
-from dajax.data.pipeline import labeled_dataset
+import logging
+
+from dajax.data.pipeline import batch_plan, labeled_dataset
 from dajax.data.registry import build_source
 from dajax.models import param_shapes
 from dajax.training import setup
 from dajax.training.loop import Recipe, train
 from dajax.training.optimizer import build_optimizer
 
+log = logging.getLogger("dajax")
+
 
 def labeled_batches(config, target: str = "disparity"):
     """The labeled mixture of `config.data.labeled` ((source spec, weight), ...), with
-    normalised disparity targets or, for metric fine-tuning, depth in metres."""
+    normalised disparity targets or, for metric fine-tuning, depth in metres; this process's
+    share of each global batch of `config.data.labeled_batch`. Logs the batch plan."""
     sources = [build_source(spec) for spec, _ in config.data.labeled]
     weights = [w for _, w in config.data.labeled]
+    records = sum(len(s) for s in sources)
+    log.info(batch_plan("labeled", config.data.labeled_batch, records, config.total_steps))
     return labeled_dataset(
         sources,
         weights,

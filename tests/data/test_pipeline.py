@@ -92,16 +92,6 @@ def test_a_restored_iterator_yields_the_uninterrupted_batches():
             np.testing.assert_array_equal(got[key], want[key])
 
 
-def test_process_shards_are_disjoint_and_cover_the_source(monkeypatch):
-    source = _Indexed(10)
-    seen = []
-    monkeypatch.setattr(jax, "process_count", lambda: 3)
-    for p in range(3):
-        monkeypatch.setattr(jax, "process_index", lambda p=p: p)
-        seen.append({int(r["image"][0, 0, 2]) for r in pipeline._process_shard(source)})
-    assert sum(len(s) for s in seen) == 10 and set().union(*seen) == set(range(10))
-
-
 def test_empty_source_fails_at_start_up():
     with pytest.raises(ValueError, match="_Indexed: the data source is empty"):
         _labeled(sources=[_Indexed(0)])

@@ -116,7 +116,7 @@ def test_same_teacher_loss_gradient():
 
 def _student_config():
     config = student_config.get_config("demo")
-    config.loss.update(unlabeled=True, feature=True, perturb=True)
+    config.loss.update(unlabeled=True, feature=True, color_blur=True, cutmix=True)
     return config
 
 

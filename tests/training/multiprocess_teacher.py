@@ -1,17 +1,19 @@
-"""Runs 3 teacher steps on a fixed global batch, in one of the launched JAX processes.
+"""Runs 3 teacher steps on the tiny config's procedural scenes, in one launched JAX process.
 
     NUM_PROCESSES=2 ENTRY=tests/training/multiprocess_teacher.py launch/local.sh WORKDIR [KILL]
 
 The process learns its rank and the process count from `DAJAX_PROCESS_ID` /
 `DAJAX_NUM_PROCESSES` (set by `launch/local.sh`; absent = one process). Every process holds
-4 / NUM_PROCESSES CPU devices and feeds its contiguous slice of the same global batch, so any
-process count must give the same losses and params. The run ends with the stages' own export
+4 / NUM_PROCESSES CPU devices and its data pipeline feeds it its contiguous share of each
+global batch of `config.data.labeled_batch` (8), so any process count must see the same images
+and give the same losses and params. The run ends with the stages' own export
 (`WORKDIR/export`, gathered over processes and written by process 0). With KILL = `sigterm`,
 the last process sends itself SIGTERM after step 1 (a preempted host), then pauses while JAX's
 preemption service agrees on the step every process saves: the first one that all of them
 can still reach (1 or 2; 3, the last, on a slow machine; `dajax.training.preemption`).
 """
 
+import json
 import os
 import signal
 import sys
@@ -25,41 +27,40 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={4 // num_processes}"
 sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "../..")]
 
-import numpy as np  # noqa: E402
 from tiny_configs import tiny_student  # noqa: E402
 
 from dajax import runtime  # noqa: E402
 from dajax.models import param_shapes  # noqa: E402
-from dajax.training import loop, setup, teacher  # noqa: E402
+from dajax.training import loop, setup, supervised, teacher  # noqa: E402
 from dajax.training.optimizer import build_optimizer  # noqa: E402
 
-GLOBAL_BATCH = 8
 
+class RecordedBatches:
+    """The stage's own labeled pipeline (this process's share of each global batch of
+    `config.data.labeled_batch`), writing each batch's per-image pixel sums to
+    `WORKDIR/batches_<process>.jsonl`, so the test can join the shares and compare them with a
+    one-process run's batches."""
 
-class ProcessSlice:
-    """Yields this process's slice of one fixed random global batch, forever."""
-
-    def __init__(self):
-        rng = np.random.default_rng(0)
-        n = GLOBAL_BATCH // num_processes
-        part = slice(process_id * n, (process_id + 1) * n)
-        self.batch = {
-            "image": rng.integers(0, 256, (GLOBAL_BATCH, 28, 28, 3), np.uint8)[part],
-            "target": rng.uniform(0.1, 1.0, (GLOBAL_BATCH, 28, 28)).astype(np.float32)[part],
-            "mask": (rng.uniform(size=(GLOBAL_BATCH, 28, 28)) > 0.2)[part],
-        }
+    def __init__(self, batches, path):
+        self.batches, self.path = batches, path
 
     def __next__(self):
-        return self.batch
+        batch = next(self.batches)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(batch["image"].sum(axis=(1, 2, 3)).tolist()) + "\n")
+        return batch
 
-    def get_state(self):
-        return b"{}"
+    def get_state(self) -> bytes:
+        """The grain iterator's position, as the JSON bytes grain's handler saves."""
+        return json.dumps(self.batches.get_state()).encode()
 
-    def set_state(self, state):
-        del state
+    def set_state(self, state: bytes):
+        self.batches.set_state(json.loads(state))
 
     def start_prefetch(self):
-        """grain's checkpoint handler calls this after a restore; nothing to prefetch here."""
+        """grain's checkpoint handler calls this after a restore."""
+        if hasattr(self.batches, "start_prefetch"):
+            self.batches.start_prefetch()
 
 
 def preempt_after_step_1(step, state, metrics_log):
@@ -84,7 +85,10 @@ recipe = loop.Recipe(
     lambda: setup.initial_params(model_config, "", config.seed),
     tx,
     teacher.make_loss_fn(model),
-    ProcessSlice(),
+    RecordedBatches(
+        iter(supervised.labeled_batches(config)),
+        os.path.join(workdir, f"batches_{process_id}.jsonl"),
+    ),
     model_config=model_config,
     on_log=preempt_after_step_1,
 )

@@ -105,12 +105,42 @@ def test_feature_alignment_margin():
     g = -f  # cos = -1 everywhere: dissimilarity 2
     assert float(losses.feature_alignment_loss(f, g)) == pytest.approx(2.0, rel=1e-5)
     mixed = f.at[:, :2].set(-f[:, :2])  # 2 of 5 tokens opposite, 3 identical
+    # Identical tokens contribute 0 but count in the mean: 2 x 2 / 5.
     assert float(losses.feature_alignment_loss(f, mixed, margin=0.15)) == pytest.approx(
-        2.0, rel=1e-5
-    )  # identical tokens are dropped from the mean, not averaged in
-    assert float(losses.feature_alignment_loss(f, mixed, margin=0.0)) == pytest.approx(
-        0.8, rel=1e-4
+        0.8, rel=1e-5
     )
+    assert float(losses.share_within_margin(f, mixed, margin=0.15)) == pytest.approx(0.6)
+
+
+def _rotated(f, angles):
+    """Each token of f [N, 2] turned by its angle [N] (radians): 1 − cos = 1 − cos(angle)."""
+    c, s = jnp.cos(angles), jnp.sin(angles)
+    return jnp.stack([c * f[:, 0] - s * f[:, 1], s * f[:, 0] + c * f[:, 1]], -1)
+
+
+def test_feature_alignment_is_continuous_across_the_margin():
+    n, margin = 100, 0.15
+    f = jnp.tile(jnp.asarray([[1.0, 0.0]]), (n, 1))
+    at_margin = float(jnp.arccos(1 - margin))
+    angles = jnp.full((n,), 0.1 * at_margin)  # all well inside
+    below = angles.at[0].set(at_margin - 1e-4)
+    above = angles.at[0].set(at_margin + 1e-4)
+    loss = lambda a: float(losses.feature_alignment_loss(_rotated(f, a)[None], f[None], margin))  # noqa: E731
+    assert loss(below) == 0.0
+    # One token crossing changes the loss by its own term, 1 − cos / N ≈ α / N, no more.
+    assert loss(above) == pytest.approx(margin / n, rel=1e-2)
+
+
+def test_feature_alignment_gradient_does_not_grow_as_fewer_tokens_are_active():
+    n = 64
+    f = jnp.tile(jnp.asarray([[1.0, 0.0]]), (n, 1))
+    grads = []
+    for active in (1, n // 2, n):
+        angles = jnp.where(jnp.arange(n) < active, 1.2, 0.01)  # 1 − cos(1.2) = 0.64 > α
+        student = _rotated(f, angles)[None]
+        grad = jax.grad(losses.feature_alignment_loss)(student, f[None])
+        grads.append(float(jnp.linalg.norm(grad[0, 0])))  # token 0 is active in every case
+    np.testing.assert_allclose(grads, grads[0], rtol=1e-5)
 
 
 def test_silog_closed_form(data):

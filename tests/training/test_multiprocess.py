@@ -1,7 +1,8 @@
 """The teacher steps in 2 processes x 2 CPU devices under FSDP (gloo collectives) equal 1
-process x 4 devices under data parallelism, also when one process is preempted by SIGTERM and
-the job restarts. Every run goes through `launch/local.sh`, and ends with the multi-process
-export."""
+process x 4 devices under data parallelism, with the same global batch from the real data
+pipeline: the same images in every step and the same losses, also when one process is
+preempted by SIGTERM and the job restarts. Every run goes through `launch/local.sh`, and ends
+with the multi-process export."""
 
 import json
 import os
@@ -53,6 +54,15 @@ def _losses(workdir) -> list[float]:
         return [json.loads(line)["loss"] for line in f]
 
 
+def _batches(workdir, processes: int) -> list[list[float]]:
+    """Per step, the per-image pixel sums of the global batch: the processes' shares joined."""
+    shares = [
+        [json.loads(line) for line in (workdir / f"batches_{p}.jsonl").read_text().splitlines()]
+        for p in range(processes)
+    ]
+    return [sum(step, []) for step in zip(*shares, strict=True)]
+
+
 def test_two_processes_match_one_process_across_a_preemption(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
@@ -71,6 +81,9 @@ def test_two_processes_match_one_process_across_a_preemption(tmp_path):
     code, out = _finish(_launch(2, two), two)
     assert code == 0, out[-6000:]  # the restarted job resumed from that step and exported
     assert f"resumed from step {saved[0][0]}" in (two / "logs" / "process_0.log").read_text()
+
+    # The same global batches, step for step, before and after the restart.
+    assert _batches(two, 2) == _batches(one, 1) and len(_batches(one, 1)) == 3
 
     one_losses, two_losses = _losses(one), _losses(two)
     assert len(one_losses) == 3 and one_losses[0] != one_losses[1]  # the update changed it

@@ -154,7 +154,7 @@ def test_online_teacher_and_ablation_switches(teacher_run, tmp_path):
     config.online_teacher = True
     config.teacher = export
     config.loss.feature = False
-    config.loss.perturb = False
+    config.loss.color_blur = config.loss.cutmix = False
     config.mesh.fsdp = 1  # data parallel over the 8 devices (the demo fixture ran FSDP)
     student.run(config, str(tmp_path / "online"))
     last = read_metrics(str(tmp_path / "online"))[-1]

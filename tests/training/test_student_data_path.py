@@ -76,17 +76,17 @@ def _batch(n: int = 6, size: int = 12):
     }
 
 
-def _config(perturb: bool):
+def _config(color_blur: bool, cutmix: bool = True, cutmix_p: float = 1.0):
     config = tiny_student()
-    config.loss.update(perturb=perturb, feature=False)
-    config.perturb.cutmix_p = 1.0
+    config.loss.update(color_blur=color_blur, cutmix=cutmix, feature=False)
+    config.perturb.cutmix_p = cutmix_p
     return config
 
 
 def test_cutmix_loss_compares_each_region_with_its_own_label():
     batch = _batch()
     oracle = _OracleModel(batch["u_pseudo"])
-    loss_fn = student.make_loss_fn(oracle, _config(perturb=False), batch_shards=1)
+    loss_fn = student.make_loss_fn(oracle, _config(color_blur=False), batch_shards=1)
     for seed in range(3):
         _, metrics = loss_fn({}, batch, {}, jax.random.key(seed))
         assert float(metrics["loss_unlabeled"]) < 1e-5
@@ -94,7 +94,7 @@ def test_cutmix_loss_compares_each_region_with_its_own_label():
         assert any(len(np.unique(r)) > 1 for r in red)  # CutMix put two images in one input
     # The same oracle scored against the other image's label in each region is far off.
     swapped = _OracleModel(batch["u_pseudo"][::-1])
-    loss_fn = student.make_loss_fn(swapped, _config(perturb=False), batch_shards=1)
+    loss_fn = student.make_loss_fn(swapped, _config(color_blur=False), batch_shards=1)
     _, metrics = loss_fn({}, batch, {}, jax.random.key(0))
     assert float(metrics["loss_unlabeled"]) > 0.1
 
@@ -109,7 +109,7 @@ def test_perturbations_reach_the_student_input_and_never_the_labels(monkeypatch)
 
     monkeypatch.setattr(losses, "cutmix_affine_invariant_loss", capture)
     oracle = _OracleModel(batch["u_pseudo"])
-    student.make_loss_fn(oracle, _config(perturb=True), batch_shards=1)(
+    student.make_loss_fn(oracle, _config(color_blur=True), batch_shards=1)(
         {}, batch, {}, jax.random.key(1)
     )
     np.testing.assert_array_equal(seen["t_a"], batch["u_pseudo"])
@@ -119,6 +119,35 @@ def test_perturbations_reach_the_student_input_and_never_the_labels(monkeypatch)
     clean = (clean_a * m + np.roll(clean_a, 1, axis=0) * (1 - m) - IMAGENET_MEAN) / IMAGENET_STD
     perturbed = np.asarray(oracle.inputs[-1][2:])
     assert np.abs(perturbed - clean).max() > 0.1  # the student saw a perturbed input
+
+
+def _student_inputs(config, batch, seed):
+    """The unlabeled part of the student's input [B_u, H, W, 3], as [0, 1] RGB."""
+    oracle = _OracleModel(batch["u_pseudo"])
+    student.make_loss_fn(oracle, config, batch_shards=1)({}, batch, {}, jax.random.key(seed))
+    x = np.asarray(oracle.inputs[-1][len(batch["l_image"]) :])
+    return x * IMAGENET_STD + IMAGENET_MEAN
+
+
+def test_without_s_no_unlabeled_input_is_mixed_or_perturbed():
+    batch = _batch(n=8)
+    clean = batch["u_image"].astype(np.float32) / 255
+    # cutmix_p stays at the paper's 0.5 would leave some unmixed: p = 1 shows the switch.
+    off = _config(color_blur=False, cutmix=False, cutmix_p=1.0)
+    for seed in range(3):
+        np.testing.assert_allclose(_student_inputs(off, batch, seed), clean, atol=1e-5)
+
+
+def test_with_s_about_half_of_the_unlabeled_inputs_are_mixed():
+    batch = _batch(n=8)
+    on = _config(color_blur=False, cutmix=True, cutmix_p=0.5)
+    mixed = [
+        len(np.unique(np.round(image[..., 0], 3))) > 1  # two source images in one input
+        for seed in range(25)
+        for image in _student_inputs(on, batch, seed)
+    ]
+    # 200 draws of p = 0.5, less the boxes too small to cover a pixel centre.
+    assert 0.35 < np.mean(mixed) < 0.6, np.mean(mixed)
 
 
 def test_feature_alignment_reference_is_the_frozen_initial_encoder_or_the_teacher(tmp_path):
