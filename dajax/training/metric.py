@@ -5,6 +5,9 @@ checkpoint (only its `pretrained` weights, `init.load='encoder'`), from DINOv2, 
 from an official metric checkpoint (Hypersim / Virtual KITTI) — from all of a checkpoint's
 weights (`init.load='all'`); the loss is SiLog on depth in metres over the pixels with
 `min_depth ≤ gt ≤ max_depth`; AdamW with encoder LR 5e-6, decoder 10×, poly decay (power 0.9).
+
+A loaded head must be a metric head with the run's `max_depth` (`check_loaded_head`): its
+output is sigmoid × max_depth, so the same weights under another cap predict other metres.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ def initial_params(config: ModelConfig, init, seed: int) -> dict:
     Args:
       config: the metric model's architecture.
       init: `config.init` with `weights` (a Depth Anything checkpoint or ''), `load`
-        ('encoder' | 'all') and `dinov2` (used when `weights` is '').
+        ('encoder' | 'all'), `rescale_max_depth` (see `check_loaded_head`) and `dinov2`
+        (used when `weights` is '').
     """
     params = setup.initial_params(config, "" if init.weights else init.dinov2, seed)
     if not init.weights:
@@ -62,12 +66,56 @@ def initial_params(config: ModelConfig, init, seed: int) -> dict:
             f"{init.weights}: a {loaded_config.dim}-wide {loaded_config.depth}-block encoder "
             f"does not fit the configured {config.dim}-wide {config.depth}-block one"
         )
+    if init.load == "all":
+        check_loaded_head(loaded_config, config.max_depth, init)
     parts = ("pretrained",) if init.load == "encoder" else ("pretrained", "depth_head")
     for part in parts:
         _check_same_shapes(params[part], loaded[part], f"{init.weights} [{part}]")
         params[part] = jax.tree.map(np.asarray, loaded[part])
     log.info("initialised %s from %s", " and ".join(parts), init.weights)
     return params
+
+
+def check_loaded_head(loaded: ModelConfig, max_depth: float, init) -> None:
+    """Refuses a head whose predictions would silently change scale in this run.
+
+    Args:
+      loaded: the config of the checkpoint at `init.weights`.
+      max_depth: the run's cap in metres (its head outputs sigmoid × max_depth).
+      init: `config.init`; `rescale_max_depth=True` accepts a metric head trained with another
+        cap: its sigmoid output is kept, so every prediction is scaled by
+        max_depth / loaded.max_depth at step 0 (logged).
+
+    Raises:
+      ValueError: a relative head, or another cap without `init.rescale_max_depth`; one line
+        naming the file, the depths and the ways out.
+    """
+    if loaded.head != "metric":
+        raise ValueError(
+            f"{init.weights}: init.load='all' needs a metric checkpoint, but its head is "
+            f"{loaded.head} (disparity, not sigmoid × max_depth); set --config.init.load=encoder "
+            "(the official choice), or, if the file is a metric model whose name does not say so, "
+            f"convert it first: python -m dajax.convert {init.weights} OUT --head metric "
+            "--max-depth METRES"
+        )
+    if loaded.max_depth == max_depth:
+        return
+    if not init.rescale_max_depth:
+        raise ValueError(
+            f"{init.weights}: its metric head was trained with max_depth {loaded.max_depth:g} m "
+            f"but config.model.max_depth is {max_depth:g} m; set "
+            f"--config.model.max_depth={loaded.max_depth:g} to keep its scale, or "
+            "--config.init.rescale_max_depth=True to load it anyway (every prediction scaled by "
+            f"{max_depth / loaded.max_depth:g} at step 0)"
+        )
+    log.warning(
+        "init.rescale_max_depth: the head of %s (max_depth %g m) now outputs sigmoid × %g m, "
+        "so every prediction is scaled by %g at step 0",
+        init.weights,
+        loaded.max_depth,
+        max_depth,
+        max_depth / loaded.max_depth,
+    )
 
 
 def _check_same_shapes(want: dict, got: dict, where: str) -> None:

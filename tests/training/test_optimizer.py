@@ -1,5 +1,6 @@
 """Parameter groups by regex, weight-decay mask, schedules."""
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -88,3 +89,18 @@ def test_gradient_clipping():
     assert float(optax.global_norm(clipped)) == pytest.approx(1.0, rel=1e-5)
     updates, _ = tx.update(big, tx.init(PARAMS), PARAMS)
     assert bool(jnp.isfinite(updates["pretrained"]["pos_embed"]).all())
+
+
+def test_empty_no_decay_decays_every_parameter():
+    """With zero gradients Adam's step is 0, so an update is exactly -lr * weight_decay * param:
+    biases, norm scales, tokens and gammas decay too (V2's metric recipe)."""
+    tx, _ = build_optimizer(_optim(no_decay=()), PARAMS, total_steps=100)
+    zeros = jax.tree.map(jnp.zeros_like, PARAMS)
+    updates, _ = tx.update(zeros, tx.init(PARAMS), PARAMS)
+    assert all(jax.tree.leaves(decay_mask(PARAMS, ())))
+    for path, update in jax.tree_util.tree_flatten_with_path(updates)[0]:
+        lr = 5e-5 if path[0].key == "depth_head" else 5e-6
+        np.testing.assert_allclose(update, -lr * 0.01, rtol=1e-5, err_msg=str(path))
+    default, _ = build_optimizer(_optim(), PARAMS, total_steps=100)
+    kept, _ = default.update(zeros, default.init(PARAMS), PARAMS)
+    assert not np.asarray(kept["pretrained"]["blocks_0"]["norm1"]["scale"]).any()
