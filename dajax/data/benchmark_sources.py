@@ -189,6 +189,8 @@ class _Benchmark:
 class Sintel(_Benchmark):
     """MPI Sintel training set with ground-truth depth.
 
+    No sky information: sky pixels stay invalid (not scored).
+
     Get the images from http://sintel.is.tue.mpg.de/downloads (`MPI-Sintel-complete.zip`,
     `training/final` and `training/clean`) and the depth from http://sintel.is.tue.mpg.de/depth
     (`MPI-Sintel-depth-training-*.zip`, `training/depth`). Unpack both into one folder:
@@ -217,6 +219,8 @@ class Sintel(_Benchmark):
 class DDAD(_Benchmark):
     """DDAD (Dense Depth for Autonomous Driving) validation frames with projected LiDAR depth.
 
+    No sky information: sky pixels stay invalid (not scored).
+
     DDAD (https://github.com/TRI-ML/DDAD) ships in TRI's DGP format; export the validation
     frames (e.g. with the `dgp` library, LiDAR projected into the camera) to one `.npz` per
     frame holding sparse depth in metres under `depth` or `velodyne_depth` (0 = no return),
@@ -243,6 +247,8 @@ class DDAD(_Benchmark):
 
 class ETH3D(_Benchmark):
     """ETH3D high-resolution multi-view training scenes (undistorted DSLR images).
+
+    No sky information: sky pixels stay invalid (not scored).
 
     Get `multi_view_training_dslr_undistorted.7z` and `multi_view_training_dslr_depth.7z`
     from https://www.eth3d.net/datasets and unpack both into one folder. Depth maps are raw
@@ -283,6 +289,8 @@ class ETH3D(_Benchmark):
 
 class DIODE(_Benchmark):
     """DIODE validation set (indoor and outdoor laser scans).
+
+    No sky information: sky pixels stay invalid (not scored).
 
     Get `val.tar.gz` from https://diode-dataset.org/ and unpack it; every scan folder holds,
     per view, `<stem>.png`, `<stem>_depth.npy` ([H, W, 1] metres) and `<stem>_depth_mask.npy`

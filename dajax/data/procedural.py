@@ -4,7 +4,8 @@ One scene per index, deterministic in (index, seed): a pinhole camera ray-casts 
 (floor, walls, ceiling) or an outdoor ground plane under an open sky, with spheres, boxes and
 vertical cylinders standing on the floor. Surfaces carry procedural textures (checkers,
 stripes, value noise) under a directional light plus ambient. Every pixel gets exact metric
-z-depth; sky (outdoor) and anything beyond `max_depth` is invalid.
+z-depth; sky (outdoor) and anything beyond `max_depth` is invalid depth, and the sky is also
+flagged in its own `sky` mask (the farthest thing in the scene: disparity 0 as a target).
 
 Scenes are described first (`sample_scene`, a `SceneSpec` of plain dataclasses) and rendered
 second (`render`), so other code can build or edit descriptions, e.g. the classification study
@@ -231,8 +232,8 @@ def render(spec: SceneSpec, height: int, width: int) -> dict[str, np.ndarray]:
     Returns:
       `image` [H, W, 3] uint8 RGB, `depth` [H, W] float32 camera z-depth (along the optical
       axis) in metres (inf for sky),
-      `mask` [H, W] bool (finite and < max_depth), `labels` [H, W] int32 (object index + 1,
-      0 for background).
+      `mask` [H, W] bool (finite and < max_depth), `sky` [H, W] bool (the ray hits nothing),
+      `labels` [H, W] int32 (object index + 1, 0 for background).
     """
     d = _rays(spec, height, width)
     o = np.array([0.0, spec.camera_height, 0.0], np.float32)  # floor at y = 0
@@ -276,6 +277,7 @@ def render(spec: SceneSpec, height: int, width: int) -> dict[str, np.ndarray]:
         "image": (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8),
         "depth": depth,
         "mask": mask,
+        "sky": sky,
         "labels": labels,
     }
 
@@ -323,8 +325,9 @@ def render_scene(
     `sample_scene`): a labeled record.
 
     Returns:
-      `{image [H,W,3] uint8, depth [H,W] float32 metres (0 where invalid), mask [H,W] bool,
-      source: 'procedural_<style>'}`.
+      `{image [H,W,3] uint8, depth [H,W] float32 metres (0 where invalid), mask [H,W] bool
+      (valid depth), sky [H,W] bool (outdoor sky, never in `mask`), source:
+      'procedural_<style>'}`.
     """
     rng = np.random.default_rng((seed, index, STYLES.index(style)))
     spec = sample_scene(rng, style, pitch_range=pitch_range, roll_range=roll_range)
@@ -334,6 +337,7 @@ def render_scene(
         "image": out["image"],
         "depth": depth,
         "mask": out["mask"],
+        "sky": out["sky"],
         "source": f"procedural_{style}",
     }
 
@@ -346,7 +350,8 @@ class ProceduralScenes:
       height, width: render size.
       styles: styles cycled by index (index % len(styles)).
       seed: family seed; disjoint seeds give disjoint train / held-out sets.
-      images_only: the "unlabeled" view: records hold only `image` and `source`.
+      images_only: the "unlabeled" view: records hold only `image`, `sky` and `source` (the
+        sky is known exactly, so pseudo-labels can set it to disparity 0).
       pitch_range, roll_range: (low, high) camera tilt and roll in degrees (`sample_scene`);
         e.g. a narrow labeled set and a broader unlabeled pool.
     """
@@ -383,5 +388,5 @@ class ProceduralScenes:
             int(index), self.height, self.width, style, self.seed, self.pitch_range, self.roll_range
         )
         if self.images_only:
-            return {"image": record["image"], "source": record["source"]}
+            return {"image": record["image"], "sky": record["sky"], "source": record["source"]}
         return record

@@ -4,7 +4,8 @@ Each shard is an ArrayRecord file `shard-<i>-of-<n>.array_record`; each record i
 map (flax.serialization) with:
 - `image`: bytes — the encoded image file as read (JPEG/PNG/WebP), decoded on the fly;
 - `disparity`: [H, W] float16 — the teacher's relative disparity at the image's resolution,
-  min-max normalised to [0, 1] per image;
+  min-max normalised to [0, 1] per image, then 0 on the sky where the image came with a sky
+  mask (`dajax.training.pseudo_label.stored_label`);
 - `meta`: {`source`: str path, `index`: int position in the unlabeled list,
   `teacher`: str checkpoint}.
 

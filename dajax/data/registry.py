@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dajax.data.benchmark_sources import DDAD, DIODE, ETH3D, Sintel
+from dajax.data.metric_sources import Hypersim, VirtualKITTI2
 from dajax.data.procedural import PITCH_RANGE, ROLL_RANGE, ProceduralScenes
 from dajax.data.pseudo_labels import PseudoLabelSource
 from dajax.data.rgbd_sources import KITTIList, NYUv2H5Tree, NYUv2Labeled, PairedFolders, TFDSDepth
@@ -26,12 +27,16 @@ def _procedural(spec, images_only: bool):
 SOURCES = {
     "procedural": lambda spec: _procedural(spec, images_only=False),
     "procedural_images": lambda spec: _procedural(spec, images_only=True),
-    "image_folder": lambda spec: UnlabeledImages(spec.path),
+    "image_folder": lambda spec: UnlabeledImages(spec.path, spec.get("sky_masks") or None),
     "pseudo_labels": lambda spec: PseudoLabelSource(spec.path),
     "nyu_mat": lambda spec: NYUv2Labeled(spec.path, spec.get("split", "all"), spec.get("splits")),
     "nyu_h5": lambda spec: NYUv2H5Tree(spec.path),
     "kitti": lambda spec: KITTIList(
         spec.list_file, spec.data_root, spec.depth_root, spec.get("max_depth", 80.0)
+    ),
+    "hypersim": lambda spec: Hypersim(spec.list_file, spec.get("root", "")),
+    "vkitti2": lambda spec: VirtualKITTI2(
+        spec.list_file, spec.get("root", ""), spec.get("max_depth", 80.0)
     ),
     "paired_folders": lambda spec: PairedFolders(
         spec.images,
@@ -63,6 +68,8 @@ PATH_FIELDS = {
     "nyu_mat": ("path",),
     "nyu_h5": ("path",),
     "kitti": ("list_file", "data_root", "depth_root"),
+    "hypersim": ("list_file",),
+    "vkitti2": ("list_file",),
     "paired_folders": ("images", "depths"),
     "sintel": ("path",),
     "ddad": ("path",),

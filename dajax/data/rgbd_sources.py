@@ -78,6 +78,8 @@ def read_nyu_splits(splits_path: str) -> dict[str, np.ndarray]:
 class NYUv2Labeled:
     """`nyu_depth_v2_labeled.mat` (MATLAB v7.3 = HDF5): 1449 RGB-D frames, 480 × 640.
 
+    No sky information: sky pixels stay invalid (no loss).
+
     The file stores `images` as (N, 3, 640, 480) uint8 and `depths` as (N, 640, 480) float32
     metres — width before height — so each frame is transposed on read. `split` selects the
     official train (795) / test (654) frames from `splits.mat` (1-based MATLAB indices), or
@@ -137,6 +139,8 @@ class NYUv2Labeled:
 class NYUv2H5Tree:
     """The 47k-frame NYUv2 training set as a tree of `.h5` files (searched recursively).
 
+    No sky information: sky pixels stay invalid (no loss).
+
     Each file holds `rgb` (3 × 480 × 640 uint8) and `depth` (480 × 640 float32 metres).
     """
 
@@ -182,7 +186,10 @@ class KITTIList:
     """KITTI Eigen split from a list file of `image_path depth_path focal` lines (the official
     metric-depth repo's `train_test_inputs/*.txt`). Depth PNGs store metres × 256, 0 = invalid;
     lines whose depth is `None` (no ground truth) are skipped and counted. Records also carry
-    `focal` (pixels)."""
+    `focal` (pixels).
+
+    No sky information: sky pixels stay invalid (no loss).
+    """
 
     def __init__(self, list_file: str, data_root: str, depth_root: str, max_depth: float = 80.0):
         _require(list_file, "KITTI list file")
@@ -258,6 +265,8 @@ DEPTH_FORMATS = {"npy": ".npy", "png16": ".png", "pfm": ".pfm"}
 class PairedFolders:
     """Images and depth maps in two folders, matched by file stem (searched recursively).
 
+    No sky information: sky pixels stay invalid (no loss).
+
     Args:
       image_dir: JPEG/PNG/WebP images.
       depth_dir: depth files: `.npy` ([H, W] metres), 16-bit `.png` (metres = value /
@@ -282,8 +291,8 @@ class PairedFolders:
             raise ValueError(f"depth_format must be one of {list(DEPTH_FORMATS)}")
         _require(image_dir, "image folder")
         _require(depth_dir, "depth folder")
-        images = _by_stem(image_dir, IMAGE_EXTENSIONS)
-        depths = _by_stem(depth_dir, (DEPTH_FORMATS[depth_format],))
+        images = files_by_stem(image_dir, IMAGE_EXTENSIONS)
+        depths = files_by_stem(depth_dir, (DEPTH_FORMATS[depth_format],))
         if not images:
             raise ValueError(f"{image_dir}: no images")
         unmatched = sorted(set(images) - set(depths))
@@ -322,7 +331,13 @@ class PairedFolders:
         )
 
 
-def _by_stem(root: str, extensions: tuple[str, ...]) -> dict[str, str]:
+def files_by_stem(root: str, extensions: tuple[str, ...]) -> dict[str, str]:
+    """{path relative to `root` without its extension: path} of the files below `root`
+    (recursively) whose names end in one of `extensions` (any case).
+
+    Raises:
+      ValueError: two files share a stem (both named).
+    """
     found = {}
     for directory, _, files in os.walk(root):
         for name in files:
@@ -342,6 +357,8 @@ def _by_stem(root: str, extensions: tuple[str, ...]) -> dict[str, str]:
 
 class TFDSDepth:
     """A TFDS dataset prepared in ArrayRecord format, read through `tfds.data_source`.
+
+    No sky information: sky pixels stay invalid (no loss).
 
     Args:
       name: the TFDS name (e.g. 'nyu_depth_v2').

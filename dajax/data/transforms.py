@@ -1,9 +1,10 @@
 """Host-side (grain worker) transforms on labeled records: geometry and training targets.
 
-Records are `{image [H,W,3] uint8, depth [H,W] float32, mask [H,W] bool, source: str}`.
-Geometry is applied identically to image, depth and mask (bilinear for the image, nearest for
-depth and mask, so no invalid/valid mixing at depth edges). Transforms are picklable classes
-with numpy-only code, as grain's worker processes require.
+Records are `{image [H,W,3] uint8, depth [H,W] float32, mask [H,W] bool, source: str}`, plus
+an optional `sky [H,W] bool` where the source knows its sky. Geometry is applied identically to
+image, depth and the masks (bilinear for the image, nearest for depth and masks, so no
+invalid/valid mixing at depth edges). Transforms are picklable classes with numpy-only code, as
+grain's worker processes require.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def resize_shorter(record: dict, size: int) -> dict:
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     out = dict(record)
     out["image"] = cv2.resize(record["image"], (nw, nh), interpolation=cv2.INTER_LINEAR)
-    for key in ("depth", "mask", "disparity", "cutmix_mask"):
+    for key in ("depth", "mask", "sky", "disparity", "cutmix_mask"):
         if key in record:
             arr = record[key].astype(np.uint8) if record[key].dtype == bool else record[key]
             mode = cv2.INTER_LINEAR if key == "disparity" else cv2.INTER_NEAREST_EXACT
@@ -60,19 +61,29 @@ def hflip(record: dict) -> dict:
     }
 
 
-def disparity_target(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Training target: 1/depth on valid pixels, min-max normalised per image to [0, 1].
+def disparity_target(
+    depth: np.ndarray, mask: np.ndarray, sky: np.ndarray | None = None
+) -> np.ndarray:
+    """Training target [H, W] float32 in [0, 1]: 1/depth normalised per image (paper §3.1).
 
-    Invalid pixels (including sky) are 0. An image with fewer than two distinct valid values
+    Args:
+      depth: [H, W] metres; mask: [H, W] bool, valid depth.
+      sky: [H, W] bool or None. Sky is the farthest thing, disparity 0, and takes part in the
+        normalisation: with sky in the image the target is disp / max(disp), so the sky is
+        exactly 0; without it, disp is min-max normalised over the valid pixels.
+
+    Pixels neither valid nor sky are 0. An image whose values (sky's 0 included) are all equal
     gets all zeros (the affine-invariant loss ignores it through its own normalisation).
     """
-    disp = np.where(mask, 1.0 / np.maximum(depth, 1e-6), 0.0).astype(np.float32)
-    if not mask.any():
-        return disp
-    lo, hi = disp[mask].min(), disp[mask].max()
+    has_sky = sky is not None and bool(sky.any())
+    valid = mask & ~sky if has_sky else mask
+    disp = np.where(valid, 1.0 / np.maximum(depth, 1e-6), 0.0).astype(np.float32)
+    if not valid.any():
+        return np.zeros_like(disp)
+    lo, hi = (0.0 if has_sky else disp[valid].min()), disp[valid].max()
     if hi <= lo:
         return np.zeros_like(disp)
-    return np.where(mask, (disp - lo) / (hi - lo), 0.0).astype(np.float32)
+    return np.where(valid, (disp - lo) / (hi - lo), 0.0).astype(np.float32)
 
 
 def sanitize(record: dict) -> dict:
@@ -98,8 +109,9 @@ class LabeledTrainTransform(grain.transforms.RandomMap):
     """Resize shorter side, random square crop, random horizontal flip, training target.
 
     Output: `{image [S,S,3] uint8, target [S,S] float32, mask [S,S] bool}`; the target is the
-    per-image normalised disparity in [0, 1] (`target='disparity'`, relative training) or the
-    depth in metres (`target='depth'`, metric fine-tuning; 0 where invalid).
+    per-image normalised disparity in [0, 1] (`target='disparity'`, relative training; a
+    record's `sky` is disparity 0 and inside `mask`, the loss mask = valid | sky) or the depth
+    in metres (`target='depth'`, metric fine-tuning; 0 where invalid, sky stays invalid).
     """
 
     size: int = 518
@@ -121,14 +133,14 @@ class LabeledTrainTransform(grain.transforms.RandomMap):
         )
         if self.flip and rng.random() < 0.5:
             record = hflip(record)
+        if self.target == "depth":
+            depth = np.where(record["mask"], record["depth"], 0.0).astype(np.float32)
+            return {"image": record["image"], "target": depth, "mask": record["mask"]}
+        sky = record.get("sky")
         return {
             "image": record["image"],
-            "target": (
-                disparity_target(record["depth"], record["mask"])
-                if self.target == "disparity"
-                else np.where(record["mask"], record["depth"], 0.0).astype(np.float32)
-            ),
-            "mask": record["mask"],
+            "target": disparity_target(record["depth"], record["mask"], sky),
+            "mask": record["mask"] if sky is None else record["mask"] | sky,
         }
 
 

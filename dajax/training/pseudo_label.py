@@ -4,6 +4,9 @@ Work is split into shards of `config.shard_size` consecutive images; process p o
 shards p, p + P, ... Finished shards (final file name present) are skipped, so a restarted
 job resumes; a half-written shard (`.tmp`) is redone. Images are predicted at their own
 resolution through `DepthEstimator.batch` (grouped by network shape, one compile per shape).
+Each label is min-max normalised to [0, 1] per image, then set to 0 (the farthest) on the sky
+where the record carries a `sky` mask (procedural scenes; image folders with `sky_masks`), as
+the paper's data engine does with a sky segmentation model (§3.1).
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ from dajax.inference import DepthEstimator
 log = logging.getLogger("dajax")
 
 
-def _normalized(disparity: np.ndarray) -> np.ndarray:
+def stored_label(disparity: np.ndarray, sky: np.ndarray | None) -> np.ndarray:
+    """The label a shard stores [H, W]: the teacher's disparity min-max normalised to [0, 1],
+    then 0 on `sky` ([H, W] bool, or None when the sky is unknown)."""
     lo, hi = float(disparity.min()), float(disparity.max())
-    return (disparity - lo) / (hi - lo) if hi > lo else np.zeros_like(disparity)
+    label = (disparity - lo) / (hi - lo) if hi > lo else np.zeros_like(disparity)
+    return label if sky is None else np.where(sky, 0.0, label).astype(label.dtype)
 
 
 def _image_bytes(record: dict) -> bytes:
@@ -51,7 +57,7 @@ def run(config, workdir: str) -> str:
     mine = range(jax.process_index(), count, jax.process_count())
     todo = [s for s in mine if not (out_dir / shard_name(s, count)).exists()]
     log.info("pseudo-labelling: %d shards, %d already done here", len(mine), len(mine) - len(todo))
-    start, images = time.time(), 0
+    start, images, with_sky = time.time(), 0, 0
     for shard in tqdm(todo, desc="shards", disable=jax.process_index() != 0):
         indices = range(
             shard * config.shard_size, min((shard + 1) * config.shard_size, len(source))
@@ -65,8 +71,11 @@ def run(config, workdir: str) -> str:
                     "index": i,
                     "teacher": str(config.teacher),
                 }
-                writer.write(_image_bytes(record), _normalized(disparity), meta)
+                label = stored_label(disparity, record.get("sky"))
+                writer.write(_image_bytes(record), label, meta)
         images += len(records)
+        with_sky += sum("sky" in r for r in records)
     if images:
         log.info("labelled %d images at %.1f images/s", images, images / (time.time() - start))
+        log.info("%d of %d images had a sky mask: their sky is disparity 0", with_sky, images)
     return str(out_dir)

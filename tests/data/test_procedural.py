@@ -51,7 +51,7 @@ def test_source_and_unlabeled_view():
     source = ProceduralScenes(5, 24, 32, seed=2)
     assert len(source) == 5 and source[1]["source"] == "procedural_outdoor"
     unlabeled = ProceduralScenes(5, 24, 32, seed=2, images_only=True)
-    assert set(unlabeled[0]) == {"image", "source"}
+    assert set(unlabeled[0]) == {"image", "sky", "source"}
     np.testing.assert_array_equal(unlabeled[0]["image"], source[0]["image"])
     with pytest.raises(IndexError):
         source[5]
