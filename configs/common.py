@@ -98,6 +98,12 @@ def procedural(num_scenes: int, size: int, seed: int, kind: str = "procedural", 
     )
 
 
+def image_folder() -> ml_collections.ConfigDict:
+    """An unlabeled image-folder spec: `path` (a folder or a list file) and, optionally,
+    `sky_masks` (a folder of masks at the same relative paths, nonzero = sky)."""
+    return ml_collections.ConfigDict({"kind": "image_folder", "path": "", "sky_masks": ""})
+
+
 def loop(total_steps: int, demo: bool) -> dict:
     """Loop fields shared by training stages."""
     return {

@@ -6,7 +6,8 @@
         --config.teacher=runs/demo_teacher/export
 
 Shards land in `WORKDIR/shards`; re-running skips finished shards. `demo` labels built-in
-procedural images.
+procedural images. `--config.data.unlabeled.sky_masks=DIR` (masks at the images' relative
+paths, nonzero = sky) stores the sky as disparity 0, as the paper does (docs/data.md).
 """
 
 import ml_collections
@@ -17,9 +18,7 @@ from configs import common
 def get_config(arg=None):
     args = common.parse_args(arg, demo=False)
     unlabeled = (
-        common.procedural(400, 96, 2, "procedural_images")
-        if args.demo
-        else ml_collections.ConfigDict({"kind": "image_folder", "path": ""})
+        common.procedural(400, 96, 2, "procedural_images") if args.demo else common.image_folder()
     )
     return ml_collections.ConfigDict(
         {

@@ -23,6 +23,7 @@ from dajax.io.images import read_image
 HYPERSIM_SHAPE = (768, 1024)
 HYPERSIM_FOCAL = 886.81
 VKITTI2_DEPTH_SCALE = 100.0  # the depth PNGs hold centimetres
+VKITTI2_SKY_DEPTH = 655.35  # metres: the largest 16-bit value, which the renderer gives the sky
 
 
 def read_pair_list(list_file: str, root: str) -> list[tuple[str, str]]:
@@ -118,8 +119,9 @@ class VirtualKITTI2:
     """Virtual KITTI 2 frames from a V2 split list of `rgb_NNNNN.jpg depth_NNNNN.png` pairs.
 
     Depth PNGs are 16-bit planar depth in centimetres (metres = value / 100); as V2's
-    `metric_depth/dataset/vkitti2.py`, depth beyond `max_depth` metres is masked. No sky
-    information: the sky (stored as 65535, 655.35 m) is beyond the cap, so invalid (no loss).
+    `metric_depth/dataset/vkitti2.py`, depth beyond `max_depth` metres is masked. The sky is
+    stored as 65535 (655.35 m): records carry it as `sky [H, W] bool`, so relative training
+    supervises it as disparity 0, while metric targets and evaluation leave it invalid.
     """
 
     def __init__(self, list_file: str, root: str = "", max_depth: float = 80.0):
@@ -133,4 +135,6 @@ class VirtualKITTI2:
         image_path, depth_path = self.pairs[i]
         depth = read_depth_png(depth_path, VKITTI2_DEPTH_SCALE)
         source = f"{image_path} + {depth_path}"
-        return make_record(read_image(image_path), depth, source, None, self.max_depth)
+        record = make_record(read_image(image_path), depth, source, None, self.max_depth)
+        record["sky"] = depth >= VKITTI2_SKY_DEPTH
+        return record

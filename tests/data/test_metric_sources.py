@@ -94,6 +94,7 @@ def test_vkitti2_reads_centimetres_and_masks_beyond_max_depth(tmp_path):
     record = build_source(ml_collections.ConfigDict(spec))[0]
     assert record["depth"][3, 3] == pytest.approx(12.34) and record["depth"][1, 1] == 80.0
     assert not record["mask"][0, 0] and not record["mask"][2, 2] and record["mask"].sum() == 38
+    assert record["sky"][0, 0] and record["sky"].sum() == 1  # 65535 is the sky, not far ground
     np.testing.assert_array_equal(record["image"], _coded_image(5, 8))
 
 
