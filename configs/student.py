@@ -18,6 +18,12 @@ broader cameras (`common.BROAD_CAMERAS`: tilted up as well as down, rolled). Abl
 (Table 9):
 `--config.loss.unlabeled=False`; S off is `--config.loss.color_blur=False
 --config.loss.cutmix=False` (jitter, grayscale and blur; CutMix); `--config.loss.feature=False`.
+
+`recipe=v2` is Depth Anything V2's student: pseudo-labeled images only (no labeled batch, no
+labeled data read: `loss.labeled=False`), 192 of them per step for 480K steps, each region's
+10% largest residuals ignored (`loss.trim_fraction`) and L_ssi + 2 L_gm on them
+(`loss.gradient_weight`); `demo,recipe=v2` trains the demo's teacher with V2's recipe as well
+(`docs/method.md`). `recipe=v1` (the default) is V1's.
 """
 
 import ml_collections
@@ -25,14 +31,18 @@ import ml_collections
 from configs import common
 from configs import teacher as teacher_config
 
+V2_STEPS = 480_000  # V2 §7.1: students, batch 192 for 480K iterations
+
 
 def get_config(arg=None):
     args = common.parse_args(
-        arg, variant="vits", demo=False, online=False, steps=0, broad=False, dinov2=""
+        arg, variant="vits", demo=False, online=False, steps=0, broad=False, dinov2="", recipe="v1"
     )
-    demo = args.demo
-    # The paper: one sweep over its 62M unlabeled images at a global batch of 128.
-    steps = args.steps or (150 if demo else 62_000_000 // 128)
+    demo, v2 = args.demo, teacher_config.check_recipe(args.recipe) == "v2"
+    # The paper: one sweep over its 62M unlabeled images at a global batch of 128 (V2: 480K
+    # steps at 192).
+    full = V2_STEPS if v2 else 62_000_000 // 128
+    steps = args.steps or (150 if demo else full)
     config = ml_collections.ConfigDict(common.loop(steps, demo))
     config.stage = "demo" if demo else "student"
     config.model = common.model(args.variant, demo, pretrained=bool(args.dinov2))
@@ -43,15 +53,17 @@ def get_config(arg=None):
     unlabeled_images = ml_collections.ConfigDict({"kind": "image_folder", "path": ""})
     config.data = ml_collections.ConfigDict(
         {
-            "labeled": ((common.procedural(400 if demo else 100_000, size, 1), 1.0),),
+            # V2's students see no labeled image
+            "labeled": () if v2 else ((common.procedural(400 if demo else 100_000, size, 1), 1.0),),
             "unlabeled": common.procedural(400, size, 2, "procedural_images", args.broad)
             if demo
             else unlabeled_images,
             "pseudo": ml_collections.ConfigDict({"kind": "pseudo_labels", "path": ""}),
             "crop": 84 if demo else 518,
-            # global batches (over all processes and devices), labeled : unlabeled = 1 : 2
+            # global batches (over all processes and devices), labeled : unlabeled = 1 : 2;
+            # V2: pseudo-labeled only, as many images per step as V1's two parts together
             "labeled_batch": 4 if demo else 64,
-            "unlabeled_batch": 8 if demo else 128,
+            "unlabeled_batch": (12 if demo else 192) if v2 else (8 if demo else 128),
             "workers": 0 if demo else 8,
             # procedural scenes outside the demo only on purpose (a full-size run stops at
             # start-up while `labeled` or `unlabeled` holds them and this is False)
@@ -67,10 +79,17 @@ def get_config(arg=None):
             # the frozen encoder L_feat aligns to: 'init' (DINOv2, the paper), 'teacher' (the
             # encoder of config.teacher), 'auto' (init with DINOv2 weights, else teacher)
             "feature_reference": "auto",
+            "labeled": not v2,  # L_l on a labeled batch (False: no labeled pipeline at all)
             "unlabeled": True,
             "color_blur": True,  # S, part 1: colour jitter, grayscale, Gaussian blur
             "cutmix": True,  # S, part 2: CutMix (p = perturb.cutmix_p)
             "feature": True,
+            # the share of each pseudo-labeled region's largest residuals L_u ignores (V2: 10%)
+            "trim_fraction": 0.1 if v2 else 0.0,
+            # + gradient_weight x L_gm (MiDaS's gradient matching over gradient_scales scales)
+            # on labeled and pseudo-labeled images; 0: not computed
+            "gradient_weight": 2.0 if v2 else 0.0,
+            "gradient_scales": 4,
         }
     )
     config.perturb = ml_collections.ConfigDict(
@@ -96,8 +115,9 @@ def get_config(arg=None):
 
 def _demo_stages(config, steps, args):
     """The teacher, data-engine and evaluation settings the demo pipeline runs first/last;
-    `args.broad` draws the held-out scenes like the unlabeled pool."""
-    teacher_arg = f"demo,steps={steps},variant={args.variant}"
+    the teacher follows `args.recipe` too, and `args.broad` draws the held-out scenes like the
+    unlabeled pool."""
+    teacher_arg = f"demo,steps={steps},variant={args.variant},recipe={args.recipe}"
     teacher_arg += f",dinov2={args.dinov2}" if args.dinov2 else ""
     config.teacher_stage = teacher_config.get_config(teacher_arg)
     # `--config.init.dinov2=PATH` (an encoder of the demo's shape; `demo,dinov2=PATH` for a

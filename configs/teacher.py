@@ -10,6 +10,10 @@ Labeled data: `config.data.labeled`, ((source spec, weight), ...) as in `docs/da
 in a copy of this file. Its default, the built-in procedural scenes, stops a full-size run at
 start-up unless `--config.data.allow_procedural=True`; `demo` trains on them with the model,
 crops and steps shrunk to run on a CPU in about a minute.
+
+`recipe=v2` is Depth Anything V2's teacher: L_ssi + 2 L_gm (MiDaS's gradient matching, 4
+scales) for 160K steps at 64; V2 trains it on precisely labeled synthetic images only, yours to
+give in `config.data.labeled` (`docs/method.md`). `recipe=v1` (the default) is V1's.
 """
 
 import ml_collections
@@ -17,13 +21,23 @@ import ml_collections
 from configs import common
 
 PAPER_EPOCHS, PAPER_LABELED_IMAGES = 20, 1_500_000
+V2_STEPS = 160_000  # V2 §7.1: the teacher, batch 64 for 160K iterations
+RECIPES = ("v1", "v2")  # Depth Anything V1's training recipe, V2's (docs/method.md)
+
+
+def check_recipe(recipe: str) -> str:
+    """`recipe` if it names one of `RECIPES`; otherwise a one-line ValueError."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {RECIPES}")
+    return recipe
 
 
 def get_config(arg=None):
-    args = common.parse_args(arg, variant="vits", demo=False, steps=0, dinov2="")
-    demo = args.demo
-    # The paper: 20 epochs over its 1.5M labeled images at a global batch of 64.
-    steps = args.steps or (150 if demo else PAPER_EPOCHS * PAPER_LABELED_IMAGES // 64)
+    args = common.parse_args(arg, variant="vits", demo=False, steps=0, dinov2="", recipe="v1")
+    demo, v2 = args.demo, check_recipe(args.recipe) == "v2"
+    # The paper: 20 epochs over its 1.5M labeled images at a global batch of 64 (V2: 160K steps).
+    full = V2_STEPS if v2 else PAPER_EPOCHS * PAPER_LABELED_IMAGES // 64
+    steps = args.steps or (150 if demo else full)
     config = ml_collections.ConfigDict(common.loop(steps, demo))
     config.stage = "teacher"
     config.model = common.model(args.variant, demo, pretrained=bool(args.dinov2))
@@ -39,6 +53,14 @@ def get_config(arg=None):
             # procedural scenes outside the demo only on purpose (a full-size run stops at
             # start-up while `labeled` holds them and this is False)
             "allow_procedural": demo,
+        }
+    )
+    config.loss = ml_collections.ConfigDict(
+        {
+            # L_ssi + gradient_weight x L_gm (MiDaS's multi-scale gradient matching over
+            # gradient_scales scales); V1: weight 0, the term is not computed
+            "gradient_weight": 2.0 if v2 else 0.0,
+            "gradient_scales": 4,
         }
     )
     config.optim = common.optim(steps)

@@ -106,35 +106,45 @@ def unlabeled_dataset(
 
 class StudentBatches:
     """Joins a labeled and an unlabeled iterator: yields `{'labeled': ..., 'unlabeled': ...}`
-    flattened to `l_<key>` / `u_<key>` so each value is a batch array.
+    flattened to `l_<key>` / `u_<key>` so each value is a batch array. `labeled=None` (V2's
+    student, pseudo-labels only) yields the `u_<key>` arrays alone.
 
-    Its state (for grain's Orbax handler) is the JSON of both member states.
+    Its state (for grain's Orbax handler) is the JSON of its members' states.
     """
 
-    def __init__(self, labeled: grain.IterDataset, unlabeled: grain.IterDataset):
-        self._labeled, self._unlabeled = iter(labeled), iter(unlabeled)
+    _PREFIXES = {"labeled": "l_", "unlabeled": "u_"}
+
+    def __init__(self, labeled: grain.IterDataset | None, unlabeled: grain.IterDataset):
+        members = {"labeled": labeled, "unlabeled": unlabeled}
+        self._members = {name: iter(ds) for name, ds in members.items() if ds is not None}
 
     def __iter__(self):
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        batch = {f"l_{k}": v for k, v in next(self._labeled).items()}
-        batch.update({f"u_{k}": v for k, v in next(self._unlabeled).items()})
-        return batch
+        return {
+            f"{self._PREFIXES[name]}{k}": v
+            for name, it in self._members.items()
+            for k, v in next(it).items()
+        }
 
     def get_state(self) -> bytes:
-        """Both iterators' positions, as JSON bytes."""
-        state = {"labeled": self._labeled.get_state(), "unlabeled": self._unlabeled.get_state()}
-        return json.dumps(state).encode()
+        """The members' positions, as JSON bytes."""
+        return json.dumps({name: it.get_state() for name, it in self._members.items()}).encode()
 
     def set_state(self, state: bytes) -> None:
-        """Restores the positions saved by `get_state`."""
+        """Restores the positions saved by `get_state` (of batches with the same members)."""
         decoded = json.loads(state)
-        self._labeled.set_state(decoded["labeled"])
-        self._unlabeled.set_state(decoded["unlabeled"])
+        if set(decoded) != set(self._members):
+            raise ValueError(
+                f"the checkpointed input state holds {sorted(decoded)} iterators but this run "
+                f"reads {sorted(self._members)}: resume with the config the run started with"
+            )
+        for name, it in self._members.items():
+            it.set_state(decoded[name])
 
     def start_prefetch(self) -> None:
         """Called by grain's checkpoint handler after a restore."""
-        for it in (self._labeled, self._unlabeled):
+        for it in self._members.values():
             if hasattr(it, "start_prefetch"):
                 it.start_prefetch()

@@ -149,7 +149,8 @@ class UnlabeledTrainTransform(grain.transforms.RandomMap):
     """Resize + random crop of an unlabeled (optionally pseudo-labeled) record.
 
     Output: `{image [S,S,3] uint8}` plus `pseudo [S,S] float32` when the record carries a
-    teacher `disparity`. No flip: the paper flips labeled images only.
+    teacher `disparity`, and `sky [S,S] bool` when it carries a sky mask (for a teacher that
+    labels online). No flip: the paper flips labeled images only.
     """
 
     size: int = 518
@@ -166,4 +167,6 @@ class UnlabeledTrainTransform(grain.transforms.RandomMap):
         out = {"image": record["image"]}
         if "disparity" in record:
             out["pseudo"] = record["disparity"].astype(np.float32)
+        if "sky" in record:  # for a teacher labelling online (stored labels hold it already)
+            out["sky"] = record["sky"]
         return out

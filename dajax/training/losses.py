@@ -1,4 +1,5 @@
-"""Depth Anything's losses: pure, jittable, masked (paper eq. 1-6).
+"""Depth Anything's losses (V1 paper eq. 1-6; V2's gradient matching and trim): pure,
+jittable, masked.
 
 Shapes: `pred`, `target` are [B, H, W] float32 disparity (relative models) or metres (SiLog);
 `mask` is [B, H, W] bool/float, 1 = valid. Everything is computed with static shapes (masked
@@ -7,6 +8,8 @@ finite gradients.
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -59,14 +62,6 @@ def normalize_affine(d: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
     return centred / jnp.maximum(s, EPS)
 
 
-def affine_invariant_residuals(pred, target, mask) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """|d̂_pred − d̂_target| per pixel [B, N] and the validity [B, N] bool."""
-    mask = _flat(mask).astype(bool)
-    p = normalize_affine(_flat(pred), mask)
-    g = normalize_affine(_flat(target), mask)
-    return jnp.abs(p - g) * mask, mask
-
-
 def _mean_over_images(per_pixel, mask) -> jnp.ndarray:
     counts = mask.sum(axis=1)
     per_image = per_pixel.sum(axis=1) / jnp.maximum(counts, 1)
@@ -74,36 +69,79 @@ def _mean_over_images(per_pixel, mask) -> jnp.ndarray:
     return jnp.where(has, per_image, 0.0).sum() / jnp.maximum(has.sum(), 1)
 
 
-def affine_invariant_loss(
-    pred: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray, trim_fraction: float = 0.0
-) -> jnp.ndarray:
+def affine_invariant_loss(pred: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
     """Scale-and-shift-invariant L1 on disparity (paper eq. 1).
 
     Each image: normalise prediction and target by their own masked median and mean absolute
     deviation, then average |difference| over valid pixels; images weigh equally, images
-    without valid pixels are skipped. `trim_fraction` > 0 ignores that fraction of each image's
-    largest residuals (the V2-style robust option, e.g. 0.1).
+    without valid pixels are skipped. (V2's trim of the largest residuals applies to
+    pseudo-labels: `cutmix_affine_invariant_loss`'s `trim_fraction`.)
 
     Returns:
       Scalar float32; exactly invariant to `pred -> a * pred + b` and `target -> c * target + e`
       for a, c > 0.
     """
-    residual, valid = affine_invariant_residuals(pred, target, mask)
-    if trim_fraction > 0:
-        valid = _trim(residual, valid, trim_fraction)
-        residual = residual * valid
-    return _mean_over_images(residual, valid)
+    valid = _flat(mask).astype(bool)
+    difference = normalize_affine(_flat(pred), valid) - normalize_affine(_flat(target), valid)
+    return _mean_over_images(jnp.abs(difference) * valid, valid)
 
 
-def _trim(residual: jnp.ndarray, valid: jnp.ndarray, fraction: float) -> jnp.ndarray:
-    """Drops the `fraction` largest residuals of each image from `valid`."""
-    n = valid.sum(axis=1)
-    keep = jnp.floor(n * (1.0 - fraction)).astype(jnp.int32)
-    ordered = jnp.sort(jnp.where(valid, residual, -jnp.inf), axis=1)[:, ::-1]
-    threshold = jnp.take_along_axis(
-        ordered, jnp.clip(n - keep - 1, 0, residual.shape[1] - 1)[:, None], axis=1
-    )
-    return valid & ((residual < threshold) | (keep[:, None] == n[:, None]))
+def _keep_counts(n: jnp.ndarray, fraction: float) -> jnp.ndarray:
+    """floor((1 − fraction) · n) for int32 counts n, in exact integer arithmetic: 1 − fraction
+    is taken as the nearest ratio p/q with q ≤ 10⁴ (0.9 is 9/10). In float32, 100 × (1 − 0.47)
+    floors to 52, not 53."""
+    ratio = Fraction(1.0 - fraction).limit_denominator(10_000)
+    p, q = ratio.numerator, ratio.denominator
+    return (n // q) * p + (n % q) * p // q
+
+
+def trimmed_mask(residual: jnp.ndarray, valid: jnp.ndarray, fraction: float) -> jnp.ndarray:
+    """`valid` less each image's largest residuals (V2 ignores a pseudo-label's worst 10%).
+
+    Keeps exactly floor((1 − fraction) · n) of an image's n valid pixels, those with the
+    smallest residuals. Pixels are ranked by a stable sort, so equal residuals at the cut are
+    split by position: 95 zeros and 5 positives with fraction 0.1 keep the first 90 zeros.
+
+    Args:
+      residual: [B, N] per-pixel losses.
+      valid: [B, N] bool.
+      fraction: the share to ignore, in [0, 1).
+
+    Returns:
+      [B, N] bool, a subset of `valid`.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the trimmed fraction must be in [0, 1), got {fraction}")
+    valid = valid.astype(bool)
+    b, n = residual.shape
+    order = jnp.argsort(jnp.where(valid, residual, jnp.inf), axis=1, stable=True)
+    kept_in_order = jnp.arange(n)[None, :] < _keep_counts(valid.sum(axis=1), fraction)[:, None]
+    return jnp.zeros_like(valid).at[jnp.arange(b)[:, None], order].set(kept_in_order)
+
+
+def _cutmix_regions(pred, target_a, target_b, cutmix_mask, valid_mask, trim_fraction):
+    """The two CutMix regions, inside M against `target_a` and outside against `target_b`.
+
+    Returns:
+      Per region: (its target [B, N]; its valid pixels [B, N] bool; |d̂_pred − d̂_target|
+      [B, N], each side normalised over those pixels; the pixels the losses count [B, N] bool,
+      the valid ones less the `trim_fraction` largest residuals; the region's share [B]).
+    """
+    m = _flat(cutmix_mask) > 0.5
+    valid = _flat(valid_mask).astype(bool)
+    p = _flat(pred)
+    regions = []
+    for region, target in ((m, target_a), (~m, target_b)):
+        region_valid = valid & region
+        target = _flat(target)
+        residual = jnp.abs(
+            normalize_affine(p, region_valid) - normalize_affine(target, region_valid)
+        )
+        counted = region_valid
+        if trim_fraction > 0:
+            counted = trimmed_mask(residual, region_valid, trim_fraction)
+        regions.append((target, region_valid, residual, counted, region.mean(axis=1)))
+    return regions
 
 
 def cutmix_affine_invariant_loss(
@@ -112,29 +150,24 @@ def cutmix_affine_invariant_loss(
     target_b: jnp.ndarray,
     cutmix_mask: jnp.ndarray,
     valid_mask: jnp.ndarray,
+    trim_fraction: float = 0.0,
 ) -> jnp.ndarray:
     """CutMix loss (paper eq. 4-5) for a student input u_ab = u_a ⊙ M + u_b ⊙ (1 − M).
 
     The affine-invariant loss inside M against `target_a` (teacher on u_a) and outside M against
     `target_b`, each normalised over its own region, combined per image with weights ΣM/HW and
-    Σ(1−M)/HW.
+    Σ(1−M)/HW. `trim_fraction` > 0 ignores that fraction of each region's largest residuals
+    (`trimmed_mask`): each region is a pseudo-labeled sample of its own, u_a's or u_b's.
 
     Args:
       cutmix_mask: [B, H, W] 1 where the pixel comes from u_a.
       valid_mask: [B, H, W] pixels with a usable pseudo-label.
     """
-    m = _flat(cutmix_mask) > 0.5
-    valid = _flat(valid_mask).astype(bool)
-    p = _flat(pred)
     total = 0.0
-    for region, target in ((m, target_a), (~m, target_b)):
-        region_valid = valid & region
-        pn = normalize_affine(p, region_valid)
-        gn = normalize_affine(_flat(target), region_valid)
-        per_image = (jnp.abs(pn - gn) * region_valid).sum(axis=1) / jnp.maximum(
-            region_valid.sum(axis=1), 1
-        )
-        total = total + per_image * region.mean(axis=1)
+    regions = _cutmix_regions(pred, target_a, target_b, cutmix_mask, valid_mask, trim_fraction)
+    for _, _, residual, counted, area in regions:
+        per_image = (residual * counted).sum(axis=1) / jnp.maximum(counted.sum(axis=1), 1)
+        total = total + per_image * area
     return total.mean()
 
 
@@ -177,40 +210,112 @@ def share_within_margin(student: jnp.ndarray, frozen: jnp.ndarray, margin: float
     return (_token_dissimilarity(student, frozen) < margin).mean()
 
 
-def _align_least_squares(pred, target, mask):
-    """Per-image scale/shift s, t minimising Σ mask (s·pred + t − target)² (MiDaS)."""
+def _neighbour_l1(residual: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """Σ |R_i − R_j| over horizontal and vertical neighbours i, j both in `mask` (all [B, H, W])."""
+    pair_x = mask[:, :, 1:] & mask[:, :, :-1]
+    pair_y = mask[:, 1:] & mask[:, :-1]
+    grad_x = jnp.abs(residual[:, :, 1:] - residual[:, :, :-1]) * pair_x
+    grad_y = jnp.abs(residual[:, 1:] - residual[:, :-1]) * pair_y
+    return grad_x.sum() + grad_y.sum()
+
+
+def _multiscale_gradient(pieces, scales: int) -> jnp.ndarray:
+    """MiDaS's `GradientLoss` with its batch-based reduction, over residual maps on disjoint masks.
+
+    Args:
+      pieces: ((residual R [B, H, W], mask [B, H, W] bool), ...); a neighbour pair counts when
+        both pixels lie in one piece's mask.
+      scales: K; scale k keeps every 2^k-th row and column.
+
+    Returns:
+      Σ_k (Σ over the batch's pairs at scale k of |∇x R| + |∇y R|) / (valid pixels of the batch
+      at scale k): a sum over scales, each divided by pixels, not pairs (0 for no pixels).
+    """
+    if scales < 1:
+        raise ValueError(f"gradient matching needs at least 1 scale, got {scales}")
+    total = 0.0
+    for k in range(scales):
+        step = 2**k
+        grads, count = 0.0, 0
+        for residual, mask in pieces:
+            r, m = residual[:, ::step, ::step], mask[:, ::step, ::step]
+            grads = grads + _neighbour_l1(r, m)
+            count = count + m.sum()
+        total = total + grads / jnp.maximum(count, 1)
+    return total
+
+
+def _least_squares_residual(pred, target, mask) -> jnp.ndarray:
+    """s·pred + t − target per pixel [B, N] (0 off the mask) for `pred`, `target` [B, N] and
+    `mask` [B, N] bool: s, t the per-image scale and shift minimising Σ_mask (s·pred + t −
+    target)², MiDaS's `compute_scale_and_shift` (solved centred, for float32). A prediction
+    constant over the mask (spread below 1e-5 of its magnitude) gets s = t = 0, as MiDaS's
+    singular system does."""
     m = mask.astype(pred.dtype)
-    a00, a01, a11 = (m * pred * pred).sum(1), (m * pred).sum(1), m.sum(1)
-    b0, b1 = (m * pred * target).sum(1), (m * target).sum(1)
-    det = a00 * a11 - a01 * a01
-    ok = det > EPS
-    safe = jnp.where(ok, det, 1.0)
-    s = jnp.where(ok, (a11 * b0 - a01 * b1) / safe, 0.0)
-    t = jnp.where(ok, (a00 * b1 - a01 * b0) / safe, 0.0)
-    return s[:, None, None], t[:, None, None]
+    n = jnp.maximum(m.sum(axis=1, keepdims=True), 1)
+    pred_mean = (m * pred).sum(axis=1, keepdims=True) / n
+    target_mean = (m * target).sum(axis=1, keepdims=True) / n
+    spread = (pred - pred_mean) * m
+    variance = (spread * spread).sum(axis=1, keepdims=True)
+    ok = variance > 1e-10 * (m * pred * pred).sum(axis=1, keepdims=True)
+    covariance = (spread * (target - target_mean)).sum(axis=1, keepdims=True)
+    scale = jnp.where(ok, covariance / jnp.where(ok, variance, 1.0), 0.0)
+    shift = jnp.where(ok, target_mean - scale * pred_mean, 0.0)
+    return (scale * pred + shift - target) * m
 
 
 def gradient_matching_loss(
     pred: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray, scales: int = 4
 ) -> jnp.ndarray:
-    """Multi-scale gradient matching (MiDaS), the V2-style extra (off by default).
+    """MiDaS's multi-scale gradient matching L_gm (V2 adds it with weight 2), as MiDaS computes
+    it in `ScaleAndShiftInvariantLoss`.
 
-    The prediction is first aligned to the target by per-image least squares (scale and
-    shift); then at each of `scales` scales (stride 2^k subsampling) the L1 of the x/y
-    differences of the residual is averaged over pixels where both neighbours are valid.
+    R = s·pred + t − target: the prediction aligned to the target disparity by per-image least
+    squares, so R is invariant to `pred -> a * pred + b` and scales with the target (whose
+    disparity the data pipeline normalises per image to [0, 1]). Then MiDaS's `GradientLoss`:
+    at each of `scales` scales (every 2^k-th row and column) |∇x R| + |∇y R| summed over
+    neighbour pairs with both pixels valid, divided by the batch's valid pixels at that scale;
+    summed over the scales. (Taken instead between the median/MAD-normalised maps of the
+    affine-invariant term, 2 L_gm stalled the demo's teacher at a constant output:
+    docs/method.md.)
+
+    Args:
+      pred, target: [B, H, W] disparity; mask: [B, H, W] bool; scales: K (MiDaS: 4).
+
+    Returns:
+      Scalar float32; 0 for an empty mask.
     """
-    s, t = _align_least_squares(_flat(pred), _flat(target), _flat(mask))
-    residual = (s[:, :, 0] * _flat(pred) + t[:, :, 0]).reshape(pred.shape) - target
-    m = mask.astype(pred.dtype)
-    total = 0.0
-    for k in range(scales):
-        step = 2**k
-        r, mk = residual[:, ::step, ::step], m[:, ::step, ::step]
-        gx = jnp.abs(r[:, :, 1:] - r[:, :, :-1]) * mk[:, :, 1:] * mk[:, :, :-1]
-        gy = jnp.abs(r[:, 1:] - r[:, :-1]) * mk[:, 1:] * mk[:, :-1]
-        count = mk[:, :, 1:].sum() + mk[:, 1:].sum()
-        total = total + (gx.sum() + gy.sum()) / jnp.maximum(count, 1)
-    return total / scales
+    valid = _flat(mask).astype(bool)
+    residual = _least_squares_residual(_flat(pred), _flat(target), valid)
+    pieces = ((residual.reshape(pred.shape), valid.reshape(pred.shape)),)
+    return _multiscale_gradient(pieces, scales)
+
+
+def cutmix_gradient_matching_loss(
+    pred: jnp.ndarray,
+    target_a: jnp.ndarray,
+    target_b: jnp.ndarray,
+    cutmix_mask: jnp.ndarray,
+    valid_mask: jnp.ndarray,
+    scales: int,
+    trim_fraction: float = 0.0,
+) -> jnp.ndarray:
+    """`gradient_matching_loss` for a CutMix input, with the regions of
+    `cutmix_affine_invariant_loss`: in each region the prediction is aligned to that region's
+    target over its valid pixels; neighbour pairs count only inside one region (the two sides
+    of the boundary are aligned apart), and the pixels that region's trim ignores
+    (`trim_fraction`) are left out of the pairs and of the pixel count. Shapes as there; M = 1
+    gives `gradient_matching_loss`.
+    """
+    regions = _cutmix_regions(pred, target_a, target_b, cutmix_mask, valid_mask, trim_fraction)
+    pieces = [
+        (
+            _least_squares_residual(_flat(pred), target, valid).reshape(pred.shape),
+            counted.reshape(pred.shape),
+        )
+        for target, valid, _, counted, _ in regions
+    ]
+    return _multiscale_gradient(pieces, scales)
 
 
 def silog_loss(
@@ -227,8 +332,3 @@ def silog_loss(
     n = jnp.maximum(m.sum(), 1)
     mean_g, mean_g2 = g.sum() / n, (g * g).sum() / n
     return jnp.sqrt(jnp.maximum(mean_g2 - lam * mean_g**2, 0.0) + EPS**2)
-
-
-def depth_to_disparity(depth: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
-    """1 / depth where valid, 0 elsewhere (no offset, as the paper's targets)."""
-    return jnp.where(mask, 1.0 / jnp.maximum(depth, EPS), 0.0)

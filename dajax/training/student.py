@@ -11,6 +11,11 @@ perturbations S (colour jitter, grayscale and blur; CutMix) and L_feat off: the 
 Table 9 rows are L_u alone (no jitter, no blur, no CutMix), + S (all three), + L_feat. With
 `config.online_teacher` the teacher runs inside the step on the clean unlabeled images instead
 of reading pseudo-label shards.
+
+Depth Anything V2's students (`configs/student.py:recipe=v2`) set `config.loss.labeled=False`
+(no labeled pipeline, pseudo-labeled batches only), `trim_fraction=0.1` (each CutMix region of
+a pseudo-labeled image ignores its 10% largest residuals) and `gradient_weight=2` (MiDaS's
+gradient matching beside each affine-invariant term).
 """
 
 from __future__ import annotations
@@ -36,8 +41,29 @@ from dajax.weights.pretrained import load_depth_anything
 log = logging.getLogger("dajax")
 
 
-def _unlabeled_source(config):
-    return build_source(config.data.unlabeled if config.online_teacher else config.data.pseudo)
+def _unlabeled_spec(config):
+    return config.data.unlabeled if config.online_teacher else config.data.pseudo
+
+
+def _preview(model, config):
+    """The depth-preview hook (every `config.image_every` steps): two labeled images, or, for a
+    student without labeled data, two images of the unlabeled pool."""
+    if config.loss.labeled:
+        return setup.labeled_preview(model, config)
+    if config.image_every <= 0:
+        return None
+    images = setup.preview_images(_unlabeled_spec(config), 2, config.data.crop)
+    return setup.depth_preview(model, images, config.image_every)
+
+
+def _online_label(disparity: jnp.ndarray, sky: jnp.ndarray | None) -> jnp.ndarray:
+    """A teacher's label made inside the step, as the data engine stores it
+    (`pseudo_label.stored_label`): disparity [B, H, W] min-max normalised per image to [0, 1],
+    then 0 on `sky` ([B, H, W] bool, or None where the source knows no sky)."""
+    lo = disparity.min(axis=(1, 2), keepdims=True)
+    span = disparity.max(axis=(1, 2), keepdims=True) - lo
+    label = jnp.where(span > 0, (disparity - lo) / jnp.where(span > 0, span, 1.0), 0.0)
+    return label if sky is None else jnp.where(sky, 0.0, label)
 
 
 def _joint_forward(model, params, x_l, x_u, shards: int):
@@ -69,8 +95,15 @@ def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = N
     `frozen` holds `dinov2` (the reference encoder's params for L_feat: DINOv2, or the
     teacher's encoder, `feature_reference`) and, online, `teacher` (full params).
     `batch_shards`: devices the batches are split over (default: all, as `train`'s mesh).
+    Metrics: `loss_labeled`, `loss_labeled_gradient`, `loss_unlabeled`,
+    `loss_unlabeled_gradient`, `loss_feature` and `feature_within_margin`, each when its term
+    is computed.
     """
     lc, pc = config.loss, config.perturb
+    if not (lc.labeled or lc.unlabeled or lc.feature):
+        raise ValueError(
+            "config.loss: labeled, unlabeled and feature are all off, nothing to train"
+        )
     shards = batch_shards or jax.device_count()
 
     def unlabeled_inputs(batch, frozen, rng):
@@ -79,10 +112,8 @@ def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = N
         u_a = batch["u_image"].astype(jnp.float32) / 255.0
         u_b = jnp.roll(u_a, 1, axis=0)
         if teacher_model is not None:
-            label = lambda x: teacher_model.apply(  # noqa: E731
-                {"params": frozen["teacher"]}, imagenet_normalize(x)
-            )
-            t_a = jax.lax.stop_gradient(label(u_a))
+            raw = teacher_model.apply({"params": frozen["teacher"]}, imagenet_normalize(u_a))
+            t_a = _online_label(jax.lax.stop_gradient(raw), batch.get("u_sky"))
         else:
             t_a = batch["u_pseudo"]
         b, h, w = t_a.shape
@@ -95,21 +126,53 @@ def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = N
             student_in = perturb.strong_perturb(student_in, k_perturb, pc)
         return imagenet_normalize(student_in), t_a, jnp.roll(t_a, 1, axis=0), masks
 
-    def loss_fn(params, batch, frozen, rng):
+    def forward(params, batch, x_u):
+        """(pred_l, pred_u, features of x_u); None for a part the step has no images of."""
+        if not lc.labeled:
+            pred_u, feats = model.apply({"params": params}, x_u, return_features=True)
+            return None, pred_u, feats
         x_l = imagenet_normalize(batch["l_image"])
+        if x_u is None:
+            return model.apply({"params": params}, x_l), None, None
+        return _joint_forward(model, params, x_l, x_u, shards)
+
+    def labeled_loss(pred_l, batch, metrics):
+        """labeled_weight × (L_l + gradient_weight × L_gm) on the labeled batch."""
+        loss_l = losses.affine_invariant_loss(pred_l, batch["l_target"], batch["l_mask"])
+        metrics["loss_labeled"] = loss_l
+        if lc.gradient_weight > 0:
+            loss_g = losses.gradient_matching_loss(
+                pred_l, batch["l_target"], batch["l_mask"], lc.gradient_scales
+            )
+            metrics["loss_labeled_gradient"] = loss_g
+            loss_l = loss_l + lc.gradient_weight * loss_g
+        return lc.labeled_weight * loss_l
+
+    def unlabeled_loss(pred_u, t_a, t_b, masks, metrics):
+        """unlabeled_weight × (L_u + gradient_weight × L_gm) on the pseudo-labeled batch, both
+        over the CutMix regions, less each region's `trim_fraction` largest residuals."""
+        valid = jnp.ones(t_a.shape, bool)
+        loss_u = losses.cutmix_affine_invariant_loss(
+            pred_u, t_a, t_b, masks, valid, lc.trim_fraction
+        )
+        metrics["loss_unlabeled"] = loss_u
+        if lc.gradient_weight > 0:
+            loss_g = losses.cutmix_gradient_matching_loss(
+                pred_u, t_a, t_b, masks, valid, lc.gradient_scales, lc.trim_fraction
+            )
+            metrics["loss_unlabeled_gradient"] = loss_g
+            loss_u = loss_u + lc.gradient_weight * loss_g
+        return lc.unlabeled_weight * loss_u
+
+    def loss_fn(params, batch, frozen, rng):
+        x_u = None
         if lc.unlabeled or lc.feature:
             x_u, t_a, t_b, masks = unlabeled_inputs(batch, frozen, rng)
-            pred_l, pred_u, feats = _joint_forward(model, params, x_l, x_u, shards)
-        else:
-            pred_l = model.apply({"params": params}, x_l)
-        loss_l = losses.affine_invariant_loss(pred_l, batch["l_target"], batch["l_mask"])
-        metrics = {"loss_labeled": loss_l}
-        total = lc.labeled_weight * loss_l
+        pred_l, pred_u, feats = forward(params, batch, x_u)
+        metrics = {}
+        total = labeled_loss(pred_l, batch, metrics) if lc.labeled else 0.0
         if lc.unlabeled:
-            valid = jnp.ones(t_a.shape, bool)
-            loss_u = losses.cutmix_affine_invariant_loss(pred_u, t_a, t_b, masks, valid)
-            metrics["loss_unlabeled"] = loss_u
-            total = total + lc.unlabeled_weight * loss_u
+            total = total + unlabeled_loss(pred_u, t_a, t_b, masks, metrics)
         if lc.feature:
             ref = model.apply({"params": {"pretrained": frozen["dinov2"]}}, x_u, method="encode")
             loss_f = losses.feature_alignment_loss(feats, ref, lc.feature_margin)
@@ -124,7 +187,13 @@ def make_loss_fn(model, config, teacher_model=None, batch_shards: int | None = N
 
 
 def run(config, workdir: str) -> str:
-    """Trains the student; returns the path of its exported inference checkpoint."""
+    """Trains the student; returns the path of its exported inference checkpoint.
+
+    With `config.loss.labeled=False` (V2) no labeled data is read: the batches are the
+    pseudo-labeled (or, online, unlabeled) images alone.
+    """
+    if config.loss.labeled and not config.data.labeled:
+        raise ValueError("config.loss.labeled is on but config.data.labeled names no sources")
     check_training_data(config.data)
     model, model_config = setup.build_model(config.model)
     host_init = setup.initial_params(model_config, config.init.dinov2, config.seed)
@@ -136,12 +205,16 @@ def run(config, workdir: str) -> str:
         teacher_model = build_model(teacher_config, impl, model.dtype)
         frozen["teacher"] = jax.device_get(teacher_params)
     tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
-    unlabeled = _unlabeled_source(config)
-    log.info(
-        batch_plan("unlabeled", config.data.unlabeled_batch, len(unlabeled), config.total_steps)
+    unlabeled = build_source(_unlabeled_spec(config))
+    plan = (
+        batch_plan("unlabeled", config.data.unlabeled_batch, len(unlabeled), config.total_steps),
     )
+    labeled = None
+    if config.loss.labeled:
+        labeled, labeled_plan = labeled_batches(config)
+        plan = (labeled_plan, *plan)
     batches = StudentBatches(
-        labeled_batches(config),
+        labeled,
         unlabeled_dataset(
             unlabeled,
             size=config.data.crop,
@@ -151,9 +224,17 @@ def run(config, workdir: str) -> str:
         ),
     )
     loss_fn = make_loss_fn(model, config, teacher_model)
-    preview = setup.labeled_preview(model, config)
+    preview = _preview(model, config)
     recipe = Recipe(
-        lambda: host_init, tx, loss_fn, batches, frozen, model_config, preview, learning_rates
+        lambda: host_init,
+        tx,
+        loss_fn,
+        batches,
+        frozen,
+        model_config,
+        preview,
+        learning_rates,
+        plan,
     )
     state = train(recipe, config, workdir)
     return setup.export(workdir, state.params, model_config)

@@ -140,7 +140,8 @@ def test_same_student_loss_gradient():
         outs.append(jax.jit(jax.value_and_grad(f, has_aux=True))(params))
     (_, want_metrics), want_grad = outs[0]
     (_, metrics), grad = outs[1]
-    assert set(metrics) == {"loss_labeled", "loss_unlabeled", "loss_feature"}
+    want_keys = {"loss_labeled", "loss_unlabeled", "loss_feature", "feature_within_margin"}
+    assert set(metrics) == want_keys
     assert float(metrics["loss_feature"]) > 0  # the feature term contributes a gradient
     _assert_close(metrics, want_metrics)
     _assert_close(grad, want_grad)

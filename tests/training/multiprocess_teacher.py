@@ -86,7 +86,7 @@ recipe = loop.Recipe(
     tx,
     teacher.make_loss_fn(model),
     RecordedBatches(
-        iter(supervised.labeled_batches(config)),
+        supervised.labeled_batches(config)[0],
         os.path.join(workdir, f"batches_{process_id}.jsonl"),
     ),
     model_config=model_config,

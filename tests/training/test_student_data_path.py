@@ -12,7 +12,7 @@ from tiny_configs import tiny_student
 from dajax.data.pipeline import unlabeled_dataset
 from dajax.data.pseudo_labels import PseudoLabelSource, PseudoLabelWriter, shard_name
 from dajax.models.normalization import IMAGENET_MEAN, IMAGENET_STD
-from dajax.training import losses, setup, student
+from dajax.training import losses, pseudo_label, setup, student
 
 
 def _ramp_record(h: int, w: int, phase: int):
@@ -103,7 +103,7 @@ def test_perturbations_reach_the_student_input_and_never_the_labels(monkeypatch)
     batch = _batch()
     seen = {}
 
-    def capture(pred, target_a, target_b, cutmix_mask, valid_mask):
+    def capture(pred, target_a, target_b, cutmix_mask, valid_mask, trim_fraction):
         seen.update(t_a=target_a, t_b=target_b, mask=cutmix_mask)
         return jnp.float32(0)
 
@@ -119,6 +119,42 @@ def test_perturbations_reach_the_student_input_and_never_the_labels(monkeypatch)
     clean = (clean_a * m + np.roll(clean_a, 1, axis=0) * (1 - m) - IMAGENET_MEAN) / IMAGENET_STD
     perturbed = np.asarray(oracle.inputs[-1][2:])
     assert np.abs(perturbed - clean).max() > 0.1  # the student saw a perturbed input
+
+
+class _RampTeacher:
+    """An online teacher whose raw disparity is 5 + 3 × (row + image index): min-max
+    normalisation per image must remove both the offset and the scale."""
+
+    def apply(self, variables, x):
+        b, h, w = x.shape[:3]
+        rows = jnp.arange(h, dtype=jnp.float32)[None, :, None] + jnp.arange(b)[:, None, None]
+        return jnp.broadcast_to(5.0 + 3.0 * rows, (b, h, w))
+
+
+def test_an_online_teacher_labels_like_the_data_engine_with_the_sky_at_zero(monkeypatch):
+    batch = _batch()
+    del batch["u_pseudo"]
+    sky = np.zeros(batch["u_image"].shape[:3], bool)
+    sky[:, :3] = True  # the top rows are sky
+    batch["u_sky"] = sky
+    seen = {}
+
+    def capture(pred, target_a, target_b, cutmix_mask, valid_mask, trim_fraction):
+        seen["t_a"] = np.asarray(target_a)
+        return jnp.float32(0)
+
+    monkeypatch.setattr(losses, "cutmix_affine_invariant_loss", capture)
+    loss_fn = student.make_loss_fn(
+        _OracleModel(np.zeros(sky.shape, np.float32)),
+        _config(color_blur=False),
+        teacher_model=_RampTeacher(),
+        batch_shards=1,
+    )
+    loss_fn({}, batch, {"teacher": {}}, jax.random.key(0))
+    raw = np.asarray(_RampTeacher().apply(None, batch["u_image"]))
+    want = np.stack([pseudo_label.stored_label(r, s) for r, s in zip(raw, sky, strict=True)])
+    np.testing.assert_allclose(seen["t_a"], want, atol=1e-6)
+    assert (seen["t_a"][sky] == 0).all() and seen["t_a"][~sky].max() == 1.0
 
 
 def _student_inputs(config, batch, seed):
