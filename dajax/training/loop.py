@@ -45,6 +45,8 @@ class Recipe:
         `python -m dajax.convert WORKDIR OUT` can rebuild the model from the workdir alone.
       on_log: optional `(step, state, metrics_log)` hook called at each log step.
       learning_rates: optional `step -> {name: lr}`, logged with the step's metrics.
+      plan: lines logged once the workdir is locked, e.g. each stream's global and
+        per-process batch and the epochs the run makes over it (`pipeline.batch_plan`).
     """
 
     init_params: Callable[[], Any]
@@ -55,6 +57,7 @@ class Recipe:
     model_config: ModelConfig | None = None
     on_log: Callable[[int, TrainState, MetricsLog], None] | None = None
     learning_rates: Callable[[int], dict[str, float]] | None = None
+    plan: tuple[str, ...] = ()
 
 
 def train(recipe: Recipe, config, workdir: str) -> TrainState:
@@ -69,6 +72,8 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
     `eval` (validation, see `dajax.training.validation`).
     """
     with locked_workdir(workdir):
+        for line in recipe.plan:
+            log.info(line)
         _write_run_files(workdir, config, recipe.model_config)
         mesh = sharding.make_mesh(config.mesh.fsdp)
         state, state_sh, frozen = _initial_state(recipe, config, mesh)
