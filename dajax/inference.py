@@ -15,6 +15,7 @@ version's reference does (V1 `run.py`: align_corners=False; V2 `infer_image`: Tr
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -42,8 +43,18 @@ class DepthResult(NamedTuple):
     picture: object  # PIL.Image.Image
 
 
+@functools.cache
+def jitted_forward(model):
+    """`forward(params, x [B, H, W, 3] normalised) -> [B, H, W]`: `model` jitted once per
+    process for equal modules (Flax modules compare by their fields), so estimators of the same
+    network (a data engine's, an evaluation's, a validation's) share its compiles."""
+    return jax.jit(lambda params, x: model.apply({"params": params}, x))
+
+
+@functools.cache
 def _jitted_resize(align_corners: bool):
-    """`resize(depth [B, h, w], (H, W)) -> [B, H, W]` bilinear, jitted once per output size."""
+    """`resize(depth [B, h, w], (H, W)) -> [B, H, W]` bilinear, jitted once per output size
+    (per process: every estimator shares it)."""
     return jax.jit(
         lambda d, size: resize_bilinear(d, size, align_corners=align_corners), static_argnums=1
     )
@@ -79,7 +90,7 @@ class DepthEstimator:
         self.max_side = max_side or MAX_SIDE_FACTOR * input_size
         self.model = build_model(config, impl, compute_dtype(dtype))
         self.params = jax.device_put(params)
-        self._apply = jax.jit(lambda p, x: self.model.apply({"params": p}, x))
+        self._apply = jitted_forward(self.model)
         self._resize = _jitted_resize(align_corners=config.version == "v2")
 
     @classmethod

@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         if config.stage not in stages:
             raise UsageError(f"unknown stage {config.stage!r}; expected one of {sorted(stages)}")
         runtime.initialize()
-        stages[config.stage](config, workdir)
+        with runtime.compile_report(f"stage {config.stage}, all in all"):
+            stages[config.stage](config, workdir)
     except USER_ERRORS as err:
         if debug:
             raise

@@ -8,9 +8,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent compilation cache for the whole run, shared by the xdist workers and the
 # subprocesses the tests start: the tiny models' programs compile once (keys are content
 # hashes, so a cache left from an earlier run is only ever reused for identical programs).
-os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(tempfile.gettempdir(), f"dajax-test-jax-cache-{os.getuid()}"),
+# Always this folder, never the user's: `dajax.runtime` (and `launch/env.sh`) follow
+# JAX_COMPILATION_CACHE_DIR, and would otherwise default to ~/.cache/dajax/jax.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(
+    tempfile.gettempdir(), f"dajax-test-jax-cache-{os.getuid()}"
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from dajax import paths
+from dajax import paths, runtime
 from dajax.data.registry import build_source
 from dajax.eval.align import relative_depth_metrics
 from dajax.eval.baselines import BASELINES
@@ -224,16 +224,19 @@ def run(config, workdir: str) -> dict:
 def evaluate_checkpoints(checkpoints: dict[str, str], eval_cfg, workdir: str) -> dict:
     """Zero-shot relative scores of named checkpoints on one source (the demo's final table),
     below the trivial baselines' rows (`dajax.eval.baselines`) so the numbers can be judged;
-    prints the table and writes `workdir/eval.json` ({name: scores})."""
+    prints the table and writes `workdir/eval.json` ({name: scores}). Checkpoints of one
+    architecture share their network's compiles (`inference.jitted_forward`); the log gets the
+    compile seconds."""
     source = build_source(eval_cfg.data)
     bench = Bench(eval_cfg.get("min_depth", 1e-3), eval_cfg.max_depth, "none", "relative")
     estimators = {f"trivial: {name}": make() for name, make in BASELINES.items()}
-    for name, path in checkpoints.items():
-        estimators[name] = DepthEstimator.from_pretrained(path, input_size=eval_cfg.input_size)
-    results = {
-        name: evaluate(est, source, bench, "relative", eval_cfg.batch_size, progress=name)
-        for name, est in estimators.items()
-    }
+    with runtime.compile_report("evaluation"):
+        for name, path in checkpoints.items():
+            estimators[name] = DepthEstimator.from_pretrained(path, input_size=eval_cfg.input_size)
+        results = {
+            name: evaluate(est, source, bench, "relative", eval_cfg.batch_size, progress=name)
+            for name, est in estimators.items()
+        }
     table = format_table(results, "relative").replace("| dataset |", "| model |", 1)
     if jax.process_index() == 0:
         print(f"held-out set: {len(source)} images ({eval_cfg.data.kind})\n{table}", flush=True)

@@ -1,7 +1,8 @@
 """`WORKDIR/curves.png`: a run's losses, learning rates and validation metrics over steps.
 
 Drawn from `metrics.jsonl` (so a user without TensorBoard sees progress) with matplotlib's
-Agg backend; rewritten at each log step and at the end of training.
+Agg backend, on the metrics log's writer thread: at checkpoints (at most once a minute) and at
+the end of training (`dajax.training.metrics_log`).
 """
 
 from __future__ import annotations

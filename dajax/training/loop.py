@@ -3,6 +3,11 @@
 Recipes supply the pieces (initial params, optimiser, loss, input iterator, frozen trees);
 this module does the workdir lock, the jit/sharding recipe, checkpoint/resume, preemption,
 logging (metrics.jsonl, TensorBoard, curves.png), validation and the non-finite guard.
+
+The loop waits for the device only at log steps (for the step's metrics and the non-finite
+guard), then hands the writing to `MetricsLog`'s thread; curves.png is redrawn at each
+checkpoint and at the end. It logs the train step's compile time, the run's compile seconds
+(`runtime.compile_report`) and its pace (steps/s after the compile).
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ class Recipe:
       frozen: a pytree of non-trained arrays passed to every step (or None).
       model_config: the architecture, written to `workdir/model_config.json` so that
         `python -m dajax.convert WORKDIR OUT` can rebuild the model from the workdir alone.
-      on_log: optional `(step, state, metrics_log)` hook called at each log step.
+      on_log: optional `(step, state, metrics_log)` hook called at each log step; when it
+        has a `warm_up(params)` method (`setup.DepthPreview`), the loop calls that after
+        compiling the step, so nothing compiles between the steps.
       learning_rates: optional `step -> {name: lr}`, logged with the step's metrics.
       plan: lines logged once the workdir is locked, e.g. each stream's global and
         per-process batch and the epochs the run makes over it (`pipeline.batch_plan`).
@@ -71,12 +78,12 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
     `keep_checkpoints`, `mesh.fsdp`, `mesh.fsdp_min_size`, and, when `eval_every > 0`,
     `eval` (validation, see `dajax.training.validation`).
     """
-    with locked_workdir(workdir):
+    with locked_workdir(workdir), runtime.compile_report(f"training {workdir}"):
         for line in recipe.plan:
             log.info(line)
         _write_run_files(workdir, config, recipe.model_config)
         mesh = sharding.make_mesh(config.mesh.fsdp)
-        state, state_sh, frozen = _initial_state(recipe, config, mesh)
+        state, state_sh, frozen = initial_state(recipe, config, mesh)
         ckpt = checkpoints.TrainCheckpointer(
             paths.resolve(workdir) / "checkpoints",
             config.checkpoint_every,
@@ -93,7 +100,7 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
             ckpt.close()
 
 
-def _initial_state(recipe: Recipe, config, mesh):
+def initial_state(recipe: Recipe, config, mesh):
     """(fresh sharded state, its shardings, sharded frozen tree) from `recipe.init_params`."""
     host_params = recipe.init_params()
     runtime.sync_processes("train_params_ready")  # hosts may finish loading far apart
@@ -114,18 +121,23 @@ def _abstract(state, shardings):
     )
 
 
-def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> TrainState:
-    """The step loop from `state.step` to `config.total_steps`: log, validate, save."""
-    step_fn = jax.jit(
+def jit_step(recipe: Recipe, config, mesh, state_sh):
+    """The jitted `step(state, batch, frozen) -> (state, metrics)`: the state donated and
+    sharded as `state_sh`, the metrics replicated."""
+    return jax.jit(
         make_train_step(recipe.loss_fn, recipe.tx, config.seed),
         out_shardings=(state_sh, sharding.replicated(mesh)),
         donate_argnums=0,
     )
+
+
+def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> TrainState:
+    """The step loop from `state.step` to `config.total_steps`: log, validate, save."""
+    step_fn = jit_step(recipe, config, mesh, state_sh)
     validator = validation.from_config(config, recipe.model_config, workdir)
-    metrics_log = MetricsLog(workdir)
     preemption = PreemptionWatch(config.log_every)
     compiled = None
-    step = int(state.step)
+    step = first = int(state.step)
     progress = tqdm(
         initial=step,
         total=config.total_steps,
@@ -134,45 +146,42 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
         dynamic_ncols=True,
     )
     try:
-        t_log, step_log = time.perf_counter(), step
-        while step < config.total_steps:
-            batch = sharding.global_batch(next(recipe.batches), mesh)
-            if compiled is None:
-                # Traced under the mesh: kernels XLA cannot partition (TPU flash attention)
-                # are mapped over it by `shard_map`.
-                with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-                    compiled = _compile(step_fn, state, batch, frozen)
-                runtime.sync_processes("train_step_compiled")
-                t_log = time.perf_counter()
-            state, metrics = compiled(state, batch, frozen)
-            step += 1
-            last = step == config.total_steps
-            if step % config.log_every == 0 or last:
-                _check_finite(step, state, metrics)
-                seconds_per_step = (time.perf_counter() - t_log) / (step - step_log)
-                if recipe.learning_rates:
-                    metrics = dict(metrics, **recipe.learning_rates(step - 1))
-                _log_step(step, metrics, batch, seconds_per_step, metrics_log)
-                if recipe.on_log:
-                    recipe.on_log(step, state, metrics_log)
-            if validator and (step % config.eval_every == 0 or last):
-                validator(step, state.params, metrics_log)
-            if step % config.log_every == 0 or last:
-                metrics_log.write_curves()
-                t_log, step_log = time.perf_counter(), step
-            preempted = preemption.reached(step)
-            ckpt.save(step, state, recipe.batches, force=preempted)
-            progress.update(1)
-            if preempted:
-                log.warning("SIGTERM: saved step %d, exiting", step)
-                raise Preempted(step)
-        if ckpt.latest_step() != step:
-            ckpt.save(step, state, recipe.batches, force=True)
+        with MetricsLog(workdir) as metrics_log:
+            t_start = t_log = time.perf_counter()
+            step_log = step
+            while step < config.total_steps:
+                batch = sharding.global_batch(next(recipe.batches), mesh)
+                if compiled is None:
+                    compiled = compile_step(step_fn, mesh, state, batch, frozen)
+                    if hasattr(recipe.on_log, "warm_up"):
+                        recipe.on_log.warm_up(state.params)
+                    t_start = t_log = time.perf_counter()
+                state, metrics = compiled(state, batch, frozen)
+                step += 1
+                last = step == config.total_steps
+                log_now = step % config.log_every == 0 or last
+                if log_now:
+                    _log(step, state, metrics, batch, recipe, metrics_log, t_log, step_log)
+                if validator and (step % config.eval_every == 0 or last):
+                    validator(step, state.params, metrics_log)
+                if log_now:  # images/s leave out the log steps' work and validation
+                    t_log, step_log = time.perf_counter(), step
+                preempted = preemption.reached(step)
+                # Only at multiples of checkpoint_every (Orbax alone would save step 1 too).
+                due = step % config.checkpoint_every == 0 or preempted
+                if due and ckpt.save(step, state, recipe.batches, force=preempted):
+                    metrics_log.write_curves()
+                progress.update(1)
+                if preempted:
+                    log.warning("SIGTERM: saved step %d, exiting", step)
+                    raise Preempted(step)
+            if ckpt.latest_step() != step:
+                ckpt.save(step, state, recipe.batches, force=True)
+            seconds = time.perf_counter() - t_start
+        _log_pace(first, step, seconds)
     finally:
         progress.close()
         preemption.close()
-        metrics_log.write_curves()
-        metrics_log.close()
     return state
 
 
@@ -187,9 +196,14 @@ def _write_run_files(workdir: str, config, model_config: ModelConfig | None) -> 
         paths.write_atomic(workdir / checkpoints.CONFIG_FILE, model_config.to_json())
 
 
-def _compile(step_fn, state, batch, frozen):
-    """Ahead-of-time compile; logs the compiled memory footprint."""
-    compiled = step_fn.lower(state, batch, frozen).compile()
+def compile_step(step_fn, mesh, state, batch, frozen):
+    """Ahead-of-time compile of `jit_step`'s step at these arguments' shapes, traced under
+    `mesh` (kernels XLA cannot partition, TPU flash attention, are mapped over it by
+    `shard_map`); logs the seconds it took and the compiled memory footprint."""
+    start = time.perf_counter()
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+        compiled = step_fn.lower(state, batch, frozen).compile()
+    log.info("compiled the train step in %.1f s", time.perf_counter() - start)
     mem = compiled.memory_analysis()
     if mem is not None:
         total = sum(
@@ -197,23 +211,53 @@ def _compile(step_fn, state, batch, frozen):
             for f in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
         )
         log.info("compiled train step: %.1f MiB per device (args+outputs+temps)", total / 2**20)
+    runtime.sync_processes("train_step_compiled")
     return compiled
 
 
-def _check_finite(step: int, state: TrainState, metrics) -> None:
-    skipped = int(state.skipped)
+def _log(step, state, metrics, batch, recipe, metrics_log, t_log, step_log) -> None:
+    """A log step: waits for the step's metrics (the loop's one wait for the device), stops
+    the run if a step was non-finite, logs the metrics with the learning rates and the pace
+    since the previous log step (`step_log`, ended at `t_log`, perf_counter seconds), and runs
+    `recipe.on_log`."""
+    skipped, values = jax.device_get((state.skipped, metrics))
+    _check_finite(step, int(skipped), float(values["loss"]))
+    seconds_per_step = (time.perf_counter() - t_log) / (step - step_log)
+    if recipe.learning_rates:
+        values = dict(values, **recipe.learning_rates(step - 1))
+    _log_step(step, values, batch, seconds_per_step, metrics_log)
+    if recipe.on_log:
+        recipe.on_log(step, state, metrics_log)
+
+
+def _check_finite(step: int, skipped: int, loss: float) -> None:
+    """Raises when `skipped` (steps with a non-finite loss or gradient, never applied) > 0."""
     if skipped:
         raise FloatingPointError(
             f"step {step}: {skipped} step(s) had a non-finite loss or gradients (last loss "
-            f"{float(metrics['loss'])}); their updates were not applied. Check the input data "
-            "for NaN/Inf depth and lower the learning rate."
+            f"{loss}); their updates were not applied. Check the input data for NaN/Inf depth "
+            "and lower the learning rate."
         )
 
 
 def _log_step(step, metrics, batch, seconds_per_step, metrics_log: MetricsLog) -> None:
-    """Logs the step's metrics plus throughput (images of all batch parts per second)."""
-    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    """Logs the step's metrics (host values) plus throughput (images of all batch parts per
+    second and device)."""
+    values = {k: float(v) for k, v in metrics.items()}
     images = sum(v.shape[0] for k, v in batch.items() if k.endswith("image"))
     values["images_per_s_per_device"] = images / max(seconds_per_step, 1e-9) / jax.device_count()
     metrics_log.scalars(step, values)
     log.info("step %d: %s", step, " ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
+
+
+def _log_pace(first: int, last: int, seconds: float) -> None:
+    """Logs the loop's pace: steps `first`→`last` took `seconds` after the compile, logging,
+    validation and checkpoints included."""
+    if last > first:
+        log.info(
+            "steps %d-%d: %.1f s after the compile, %.2f steps/s",
+            first + 1,
+            last,
+            seconds,
+            (last - first) / seconds,
+        )

@@ -13,6 +13,7 @@ from dajax import checkpoints, models, paths, runtime, visualize
 from dajax.data.registry import build_source
 from dajax.data.transforms import crop, resize_shorter
 from dajax.dtypes import compute_dtype
+from dajax.inference import jitted_forward
 from dajax.models import DepthAnything, ModelConfig, init_params
 from dajax.models.normalization import imagenet_normalize
 from dajax.weights.pretrained import load_dinov2_encoder
@@ -75,25 +76,41 @@ def preview_images(source_spec, count: int, size: int) -> np.ndarray:
     return np.stack(images)
 
 
-def depth_preview(model, images: np.ndarray, every: int):
+class DepthPreview:
     """An `on_log` hook, called on every process: every `every` steps it logs `images`
     ([N, H, W, 3] uint8, H and W multiples of 14) beside the model's colour-mapped disparity as
-    TensorBoard images `preview/<i>`. `every <= 0` disables it (returns None)."""
-    if every <= 0:
-        return None
-    predict = jax.jit(lambda params: model.apply({"params": params}, imagenet_normalize(images)))
+    TensorBoard images `preview/<i>`.
 
-    def hook(step: int, state, metrics_log) -> None:
-        if step % every:
+    The network is `inference.jitted_forward(model)`, so stages training the same model (the
+    demo's teacher and student) share its compile; the training loop calls `warm_up` before
+    its first step, so the compile happens there and not at the first preview.
+    """
+
+    def __init__(self, model, images: np.ndarray, every: int):
+        self.images, self.every = images, every
+        self._predict = jitted_forward(model)
+        self._normalized = np.asarray(imagenet_normalize(images))
+
+    def warm_up(self, params) -> None:
+        """Compiles the network for `params`' shapes and shardings (running it once); every
+        process calls it."""
+        self._predict(params, self._normalized)
+
+    def __call__(self, step: int, state, metrics_log) -> None:
+        if step % self.every:
             return
-        disparities = multihost_utils.process_allgather(predict(state.params), tiled=True)
+        disparities = self._predict(state.params, self._normalized)
+        disparities = multihost_utils.process_allgather(disparities, tiled=True)
         if not metrics_log.active:
             return
-        for i, (image, disparity) in enumerate(zip(images, disparities, strict=True)):
+        for i, (image, disparity) in enumerate(zip(self.images, disparities, strict=True)):
             depth_rgb = visualize.colorize(visualize.normalize_depth(disparity), "spectral_r")
             metrics_log.image(step, f"preview/{i}", visualize.side_by_side(image, depth_rgb, 4))
 
-    return hook
+
+def depth_preview(model, images: np.ndarray, every: int) -> DepthPreview | None:
+    """A `DepthPreview` of `images` every `every` steps; None (no hook) for `every <= 0`."""
+    return DepthPreview(model, images, every) if every > 0 else None
 
 
 def labeled_preview(model, config):
