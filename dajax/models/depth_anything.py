@@ -69,7 +69,10 @@ class DepthAnything(nn.Module):
             attention=self.attention,
             **kw,
         )
-        self.depth_head = DPTHead(c.features, c.out_channels, c.head, **kw)
+        head_dtype = kernels.convolution_dtype(self.dtype)  # float32 on CPUs, see there
+        self.depth_head = DPTHead(
+            c.features, c.out_channels, c.head, dtype=head_dtype, param_dtype=self.param_dtype
+        )
 
     def __call__(self, x: jnp.ndarray, return_features: bool = False):
         """Predicts depth.

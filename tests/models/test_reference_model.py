@@ -150,7 +150,7 @@ def test_same_student_loss_gradient():
 def test_build_model_switch():
     model_cfg = ml_collections.ConfigDict(_student_config().model.to_dict())
     assert isinstance(setup.build_model(model_cfg)[0], DepthAnything)
-    model_cfg.impl = "reference"
+    model_cfg.update(impl="reference", dtype="float32")  # the reference computes in float32
     assert isinstance(setup.build_model(model_cfg)[0], ReferenceDepthAnything)
     model_cfg.remat = "full"  # a kernel option the reference does not have
     with pytest.raises(ValueError, match="config.model: the reference model has no kernel"):

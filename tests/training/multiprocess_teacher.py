@@ -76,6 +76,9 @@ config.total_steps = 3
 # equal numbers show that FSDP and the process split only change where arrays live.
 config.mesh.fsdp = 1 if num_processes == 1 else 2
 config.optim.warmup_steps = 0
+# float32 compute: the comparison is of data and sharding, and bf16 would round differently
+# reduced partial sums of the two layouts.
+config.model.dtype = "float32"
 # Parameters the affine-invariant loss cannot see (the output bias) get gradients that are
 # reduction-order noise; a larger Adam eps keeps that noise from becoming full-size updates.
 config.optim.eps = 1e-3

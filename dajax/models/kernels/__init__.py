@@ -19,7 +19,8 @@ Module: kernels -> what they replace (where they pay).
 - `gradient_fence`: `materialize_gradient` -> nothing: an identity between blocks (CPU).
 - `conv`: `conv_general_dilated` -> `nn.Conv`'s convolution and its kernel gradient (CPU);
   `patch_upsample` -> `ConvTranspose` with stride = kernel (every platform: one matmul).
-- `precision`: `result_dtype` -> bf16-result matmuls and convolutions (CPU).
+- `precision`: `result_dtype`, `dot`, `convolution_dtype` -> bf16-result matmuls and
+  convolutions, autodiff's mixed-precision backward of a matmul, a bf16 DPT head (CPU).
 - `resample`: `gather_resample` -> autodiff's scatter-add transpose of a resize (GPU).
 - `init_compile`: `init_compiler_options` -> XLA's default optimisation level for `model.init`
   (CPU: compiles 4x faster).
@@ -38,7 +39,7 @@ from dajax.models.kernels.gelu import exact_gelu
 from dajax.models.kernels.gradient_fence import materialize_gradient
 from dajax.models.kernels.init_compile import init_compiler_options
 from dajax.models.kernels.layer_norm import DeferredLayerNorm, LayerNorm
-from dajax.models.kernels.precision import result_dtype
+from dajax.models.kernels.precision import convolution_dtype, dot, result_dtype
 from dajax.models.kernels.resample import gather_resample
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "LayerNorm",
     "LayerScaleGamma",
     "conv_general_dilated",
+    "convolution_dtype",
+    "dot",
     "dot_product_attention",
     "exact_gelu",
     "folded_dense",

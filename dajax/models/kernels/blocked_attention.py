@@ -27,6 +27,10 @@ import jax
 import jax.numpy as jnp
 
 QUERY_BLOCK = 128  # query rows per block: a [128, N] float32 score tile is ~0.7 MB at N = 1370
+# Largest float32 score tile (one query block, every image and head) computed at once; beyond
+# it the heads are looped over. The demo's encoder (3 heads) at 168² (145 tokens, blocks of
+# 73 queries), batch 12: 1.5 MB; ViT-S (6 heads) at 518², batch 2: 8.2 MB, looped.
+VECTORISED_TILE = 4 << 20
 
 
 def _blocking(n: int) -> tuple[int, int]:
@@ -74,7 +78,10 @@ def _attend(q, k_t, v):
 def _forward(q, k, v):
     """One head: q, k, v [N, d] -> (output [N, d], log-sum-exp of the scores [N] float32)."""
     n, k_t = q.shape[0], k.T  # kᵀ made once per head, outside the loop over query blocks
-    out, lse = jax.lax.map(lambda q_block: _attend(q_block, k_t, v), _split(q, *_blocking(n)))
+    blocks, rows = _blocking(n)
+    if blocks == 1:
+        return _attend(q, k_t, v)
+    out, lse = jax.lax.map(lambda q_block: _attend(q_block, k_t, v), _split(q, blocks, rows))
     return _merge(out, n), _merge(lse, n)
 
 
@@ -110,9 +117,13 @@ def _head_attention_bwd(residuals, d_out):
 
     k_t = k.T
     zeros = jnp.zeros((n, d), f32)
-    xs = tuple(_split(x, blocks, rows) for x in (q, d_out, lse, delta))
-    (dk, dv), dq = jax.lax.scan(block, (zeros, zeros), xs)
-    return _merge(dq, n), dk.astype(k.dtype), dv.astype(v.dtype)
+    if blocks == 1:
+        (dk, dv), dq = block((zeros, zeros), (q, d_out, lse, delta))
+    else:
+        xs = tuple(_split(x, blocks, rows) for x in (q, d_out, lse, delta))
+        (dk, dv), dq = jax.lax.scan(block, (zeros, zeros), xs)
+        dq = _merge(dq, n)
+    return dq, dk.astype(k.dtype), dv.astype(v.dtype)
 
 
 _head_attention.defvjp(_head_attention_fwd, _head_attention_bwd)
@@ -126,16 +137,25 @@ def dense_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarr
 def blocked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
     """`dense_attention`'s values over [B, heads, N, d], in query blocks (see the module).
 
-    Sequences of at most one block run as `dense_attention`, vectorised. Longer ones: one
-    device loops over every (image, head). With several devices the batch may be sharded, and
-    a loop over a sharded axis gathers every image onto every device, so there the images are
-    vectorised (`vmap`) and only the heads are looped over.
+    Where one query block's float32 scores for every (image, head) fit in `VECTORISED_TILE`
+    bytes, all heads are vectorised (`vmap`): short sequences then take a few large matmuls
+    instead of a loop of tiny ones (for a symbolic batch size: sequences of one block). Longer ones: one device loops over every (image, head).
+    With several devices the batch may be sharded, and a loop over a sharded axis gathers
+    every image onto every device, so there the images are vectorised and only the heads are
+    looped over.
     """
-    if q.shape[2] <= QUERY_BLOCK:
-        return dense_attention(q, k, v)
+    b, h, n, d = q.shape
+    per_head = jax.vmap(_head_attention)
+    tile_per_image = h * _blocking(n)[1] * n * 4
+    if isinstance(b, int):
+        vectorise = b * tile_per_image <= VECTORISED_TILE
+    else:  # a symbolic batch (an exported serving function): vectorise one-block sequences
+        vectorise = n <= QUERY_BLOCK
+    if vectorise:
+        flat = lambda a: a.reshape(b * h, n, d)  # noqa: E731
+        return per_head(flat(q), flat(k), flat(v)).reshape(b, h, n, d)
     heads = lambda q, k, v: jax.lax.map(lambda a: _head_attention(*a), (q, k, v))  # noqa: E731
     if jax.device_count() > 1:
         return jax.vmap(heads)(q, k, v)
-    b, h, n, d = q.shape
     flat = lambda a: a.reshape(b * h, n, d)  # noqa: E731
     return heads(flat(q), flat(k), flat(v)).reshape(b, h, n, d)

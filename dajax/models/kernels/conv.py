@@ -1,29 +1,37 @@
-"""2-D convolution whose kernel gradient on CPUs is one matmul per kernel tap.
+"""2-D convolution whose kernel gradient on CPUs avoids autodiff's slow form.
 
 Replaces: `nn.Conv`'s `lax.conv_general_dilated` and autodiff's kernel gradient of it (plugged
   in as `nn.Conv(..., conv_general_dilated=conv_general_dilated)`), and `ConvTranspose` with
   stride equal to the kernel size (`patch_upsample`).
-Pays on: CPUs (the per-tap kernel gradient is chosen by `lax.platform_dependent`); 1x1
-  convolutions and `patch_upsample` are matmuls on every platform.
+Pays on: CPUs (the kernel gradient is chosen by `lax.platform_dependent`); 1x1 convolutions
+  and `patch_upsample` are matmuls on every platform.
 Measured: on a 2-core x86 CPU a DPT 3x3 conv at 296² (64 → 64 channels) took 3.2–4.1 s for
   autodiff's kernel gradient (its forward 0.14 s), 0.46–0.60 s by taps; a 1x1 conv 1.9 s and
   31 ms; the DPT head's forward + backward went from ~10.5 s to ~1.7 s. XLA:CPU's convolution
   took ~50 ms for the head's last 1x1 conv (32 → 1 channels at 518²), the matmul ~2 ms
   (`benchmarks/README.md`, `train_step.py` section; `docs/cpu_inference.md`). The H100
-  compile of the ViT-S teacher step is unchanged (7.2 GB memory-bound, `roofline.py`).
+  compile of the ViT-S teacher step is unchanged (7.2 GB memory-bound, `roofline.py`). On
+  maps of up to `CONV_FORM_PIXELS` the kernel gradient as one forward convolution made the
+  demo's teacher step 1.1–1.4x and its 168-px step 1.2x faster than by taps; at 296² and
+  518² it took 1.7–2.0x the taps' time (`benchmarks/README.md`, "Compute at the hardware's
+  rate").
 
 XLA:CPU runs the kernel gradient that autodiff derives from `lax.conv_general_dilated` (a
 convolution with batch and features swapped) outside its fast convolution path. Here, on
-CPUs, the gradient is `dK[i, j] = Σ_{b,h,w} x_pad[b, s·h + i, s·w + j, :]ᵀ dY[b, h, w, :]`:
-one strided slice and one matmul per tap. Other platforms keep autodiff's gradient (cuDNN's
-and the TPU's own kernels). Float32 values and input gradients are unchanged.
+CPUs, the gradient `dK[i, j] = Σ_{b,h,w} x_pad[b, s·h + i, s·w + j, :]ᵀ dY[b, h, w, :]` is
+computed either by taps, one strided slice and one matmul per tap (`kernel_grad_by_taps`), or,
+for stride 1 on maps of up to `CONV_FORM_PIXELS` output pixels, as one forward convolution of
+the padded input with dY as its kernel, the batch axis contracted as the channels are
+(`kernel_grad_by_conv`: the layout XLA:CPU's fast path takes). Other platforms keep autodiff's
+gradient (cuDNN's and the TPU's own kernels). Float32 values and input gradients are
+unchanged.
 
 Forward values: in half precision on CPUs the convolution asks for a float32 result and rounds
 it once (`kernels.precision`). A 1x1 convolution with stride 1 and no padding is a matmul
-over the channels (`pointwise`), differentiated as one (its kernel gradient is then the one-tap
-matmul above on every platform). `patch_upsample` is PyTorch's `ConvTranspose2d` with stride
-equal to its kernel size: the k x k blocks it writes do not overlap, so it is one matmul and a
-depth-to-space reshape instead of a transposed convolution.
+over the channels (`pointwise`, `precision.dot`), differentiated as one. `patch_upsample` is
+PyTorch's `ConvTranspose2d` with stride equal to its kernel size: the k x k blocks it writes
+do not overlap, so it is one matmul and a depth-to-space reshape instead of a transposed
+convolution.
 
 `conv_general_dilated` is a drop-in for `nn.Conv(..., conv_general_dilated=...)` for NHWC/HWIO
 convolutions without dilation or groups, the only kind dajax's models use.
@@ -38,9 +46,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dajax.models.kernels.precision import result_dtype
+from dajax.models.kernels.precision import dot, result_dtype
 
 _NHWC = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # NHWC, HWIO, NHWC
+# Largest output map (pixels) whose stride-1 kernel gradient is `kernel_grad_by_conv` on CPUs:
+# measured faster than the taps at 168² and slower at 296² (see the module).
+CONV_FORM_PIXELS = 224 * 224
 
 
 def _plain(x, kernel, strides, padding, precision, result=None):
@@ -63,16 +74,9 @@ def _value(x, kernel, strides, padding, precision):
 
 def pointwise(x: jnp.ndarray, kernel: jnp.ndarray, precision=None) -> jnp.ndarray:
     """A 1x1 convolution, stride 1, no padding, as a matmul: x [B, H, W, Cin], kernel
-    [1, 1, Cin, Cout] -> [B, H, W, Cout] in x's dtype (float32 result where `result_dtype`
-    says so)."""
-    out = lax.dot_general(
-        x,
-        kernel[0, 0],
-        (((3,), (0,)), ((), ())),
-        precision=precision,
-        preferred_element_type=result_dtype(x.dtype),
-    )
-    return out.astype(x.dtype)
+    [1, 1, Cin, Cout] -> [B, H, W, Cout] in x's dtype (`precision.dot`: a float32 result and
+    half-precision backward matmuls on CPUs)."""
+    return dot(x, kernel[0, 0], precision).astype(x.dtype)
 
 
 def kernel_grad_by_taps(x, d_out, kernel_shape, strides, padding, precision=None):
@@ -107,6 +111,48 @@ def kernel_grad_by_taps(x, d_out, kernel_shape, strides, padding, precision=None
     return jnp.stack(taps).reshape(kernel_shape).astype(d_out.dtype)
 
 
+def kernel_grad_by_conv(x, d_out, kernel_shape, padding, precision=None):
+    """dL/dkernel of a stride-1 NHWC/HWIO convolution as one forward convolution.
+
+    `dK[i, j, c, o] = Σ_{b,h,w} x_pad[b, h + i, w + j, c] · dY[b, h, w, o]` contracts the
+    batch and the output map. It is a VALID convolution whose channels are the images B and
+    whose batch is the wider of Cin and Cout (measured faster than the narrower on XLA:CPU):
+    for Cin >= Cout, of the image x_pad laid out [Cin, Hp, Wp, B] with the kernel dY laid out
+    [Ho, Wo, B, Cout], giving dK as [Cin, kh, kw, Cout]; otherwise of the image dY zero-padded
+    by (kh - 1, kw - 1), laid out [Cout, .., .., B], with the kernel x_pad laid out [Hp, Wp,
+    B, Cin], giving dK spatially flipped as [Cout, kh, kw, Cin].
+
+    Args:
+      x: [B, H, W, Cin] the convolution's input.
+      d_out: [B, Ho, Wo, Cout] the gradient of its output.
+      kernel_shape: (kh, kw, Cin, Cout); padding: ((top, bottom), (left, right)).
+
+    Returns:
+      [kh, kw, Cin, Cout] in `d_out.dtype`, accumulated in float32.
+    """
+    (kh, kw, cin, cout), padded = kernel_shape, jnp.pad(x, ((0, 0), *padding, (0, 0)))
+
+    def valid(image, kernel):
+        return lax.conv_general_dilated(
+            image,
+            kernel,
+            (1, 1),
+            "VALID",
+            dimension_numbers=_NHWC,
+            precision=precision,
+            preferred_element_type=jnp.float32,
+        )
+
+    if cin >= cout:
+        d_kernel = valid(padded.transpose(3, 1, 2, 0), d_out.transpose(1, 2, 0, 3))
+        d_kernel = d_kernel.transpose(1, 2, 0, 3)
+    else:
+        image = jnp.pad(d_out, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+        d_kernel = valid(image.transpose(3, 1, 2, 0), padded.transpose(1, 2, 0, 3))
+        d_kernel = d_kernel[:, ::-1, ::-1].transpose(1, 2, 3, 0)
+    return d_kernel.astype(d_out.dtype)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv(x, kernel, strides, padding, precision):
     return _value(x, kernel, strides, padding, precision)
@@ -127,7 +173,12 @@ def _conv_bwd(strides, padding, precision, residuals, d_out):
     def by_taps(x, d_out):
         return kernel_grad_by_taps(x, d_out, kernel.shape, strides, padding, precision)
 
-    d_kernel = lax.platform_dependent(x, d_out, cpu=by_taps, default=autodiff)
+    def by_conv(x, d_out):
+        return kernel_grad_by_conv(x, d_out, kernel.shape, padding, precision)
+
+    small = d_out.shape[1] * d_out.shape[2] <= CONV_FORM_PIXELS
+    cpu = by_conv if tuple(strides) == (1, 1) and small else by_taps
+    d_kernel = lax.platform_dependent(x, d_out, cpu=cpu, default=autodiff)
     return input_vjp(d_out)[0], d_kernel
 
 
@@ -175,9 +226,10 @@ def patch_upsample(x: jnp.ndarray, kernel: jnp.ndarray, bias: jnp.ndarray) -> jn
         bias: [Cout]; all in the compute dtype.
 
     Returns:
-      [B, H*k, W*k, Cout] in x's dtype, computed with a float32 result where `result_dtype`
-      says so.
+      [B, H*k, W*k, Cout] in x's dtype: one `precision.dot` (float32 result on CPUs in half
+      precision).
     """
-    (b, h, w, _), (k, _, _, cout) = x.shape, kernel.shape
-    y = jnp.einsum("bhwc,ijco->bhiwjo", x, kernel, preferred_element_type=result_dtype(x.dtype))
+    (b, h, w, cin), (k, _, _, cout) = x.shape, kernel.shape
+    y = dot(x, kernel.transpose(2, 0, 1, 3).reshape(cin, k * k * cout))  # [B, H, W, k·k·Cout]
+    y = y.reshape(b, h, w, k, k, cout).transpose(0, 1, 3, 2, 4, 5)
     return (y.reshape(b, h * k, w * k, cout) + bias).astype(x.dtype)

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-from dajax.models.kernels.precision import result_dtype
+from dajax.models.kernels.precision import dot
 
 Dtype = jnp.dtype | type
 Affine = tuple[jnp.ndarray, jnp.ndarray]
@@ -58,8 +58,8 @@ def folded_dense(
 
     Returns:
       [..., O] in `dtype`: `x @ kernel' + bias'` with kernel' = s[:, None] · kernel · g and
-      bias' = (t @ kernel + bias) · g, folded in float32 and cast to `dtype` once; the matmul's
-      result is float32 where `result_dtype` says so (bf16 on CPUs).
+      bias' = (t @ kernel + bias) · g, folded in float32 and cast to `dtype` once; the matmul
+      is `precision.dot` (float32 result and half-precision backward matmuls on CPUs).
     """
     kernel32, bias32 = kernel.astype(jnp.float32), bias.astype(jnp.float32)
     if in_affine is not None:
@@ -70,8 +70,7 @@ def folded_dense(
         kernel32 = kernel32 * out_scale.astype(jnp.float32)
         bias32 = bias32 * out_scale.astype(jnp.float32)
     kernel, bias = checkpoint_name((kernel32.astype(dtype), bias32.astype(dtype)), FOLDED_WEIGHTS)
-    out = jnp.dot(x.astype(dtype), kernel, preferred_element_type=result_dtype(dtype))
-    return (out + bias).astype(dtype)
+    return (dot(x.astype(dtype), kernel) + bias).astype(dtype)
 
 
 class FoldedDense(nn.Module):

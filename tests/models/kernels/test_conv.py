@@ -1,4 +1,4 @@
-"""`dajax.models.kernels.conv`: the convolution with the per-tap kernel gradient on CPUs."""
+"""`dajax.models.kernels.conv`: the convolution with its own kernel gradient on CPUs."""
 
 import flax.linen as nn
 import jax
@@ -43,13 +43,16 @@ def test_values_and_gradients_match_lax(x_shape, kernel_shape, strides, padding)
 
 
 @pytest.mark.perf
-def test_cpu_kernel_gradient_is_matmuls_not_a_convolution():
-    x = jax.ShapeDtypeStruct((2, 16, 16, 8), jnp.float32)
+@pytest.mark.parametrize("size, convolutions", [(16, 2), (232, 1)])
+def test_cpu_kernel_gradient_is_one_convolution_on_small_maps_else_matmuls(size, convolutions):
+    # Up to CONV_FORM_PIXELS output pixels: the forward and the kernel gradient as a forward
+    # convolution (kernel_grad_by_conv); above: the forward only, and the taps' matmuls.
+    x = jax.ShapeDtypeStruct((2, size, size, 8), jnp.float32)
     kernel = jax.ShapeDtypeStruct((3, 3, 8, 8), jnp.float32)
     loss = lambda k, x: jnp.sum(conv.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1))) ** 2)  # noqa: E731
     hlo = jax.jit(jax.grad(loss)).lower(kernel, x).compile().as_text()
-    assert hlo.count(" convolution(") == 1  # the forward only
-    assert " dot(" in hlo  # the taps' matmul, in a loop over the 9 taps
+    assert hlo.count(" convolution(") == convolutions
+    assert (" dot(" in hlo) == (convolutions == 1)
 
 
 @pytest.mark.perf
