@@ -7,7 +7,9 @@
 The page shows the image and its colour-mapped depth on one slider and offers the depth as a
 grayscale PNG (white = near), a 16-bit PNG that keeps the values (`dajax.io.depth_png`) and a
 float32 `.npy`; metric models also give a coloured PLY point cloud (`--fov`). Without
-`--weights` a seeded random ViT-S runs, and the page says so. Nothing is fetched from outside:
+`--weights` a seeded random ViT-S runs, and the page says so. Uploads go through
+`dajax.io.images.read_image` undecoded by Gradio, so an image over the pixel budget is refused
+from its header with a message on the page. Nothing is fetched from outside:
 Gradio's analytics are off and the page uses the system's fonts.
 """
 
@@ -85,7 +87,7 @@ def build_app(estimator, note: str, fov: float = 60.0):
     def predict(path):
         if not path:
             raise gr.Error("Upload an image first.")
-        try:
+        try:  # the pixel budget is checked on the header, before decoding
             image = read_image(path)
         except ImageReadError as e:
             raise gr.Error(str(e)) from None
@@ -96,7 +98,9 @@ def build_app(estimator, note: str, fov: float = 60.0):
     with gr.Blocks(title="dajax: Depth Anything") as demo:
         gr.Markdown("# Depth Anything (dajax)\n" + note)
         with gr.Row():
-            image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"])
+            image = gr.Image(  # image_mode=None: Gradio keeps the upload undecoded for read_image
+                label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"]
+            )
             slider = gr.ImageSlider(
                 label="Image | depth", type="numpy", format="png", elem_id="depth-slider"
             )

@@ -18,6 +18,7 @@ is the older spelling of `python -m dajax.convert W O`. Errors print one line an
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from dajax import checkpoints, export
@@ -78,9 +79,12 @@ def convert(args: argparse.Namespace) -> str:
 
     Raises:
       ValueError: options that do not fit the source kind (`--step` for a checkpoint file,
-        `--arch`/`--version`/`--head`/`--max-depth`/`--pos-embed` for a training workdir), or a
-        source the readers refuse; OSError: a missing file, or `args.out` exists.
+        `--arch`/`--version`/`--head`/`--max-depth`/`--pos-embed` for a training workdir), a
+        `--max-depth` that is not a finite number > 0, or a source the readers refuse;
+        OSError: a missing file, or `args.out` exists.
     """
+    if args.max_depth is not None and not (math.isfinite(args.max_depth) and args.max_depth > 0):
+        raise ValueError(f"--max-depth {args.max_depth}: not a finite number of metres > 0")
     if export.is_run(args.src):
         given = [f"--{name.replace('_', '-')}" for name in FILE_OPTIONS if getattr(args, name)]
         if given:

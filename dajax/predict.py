@@ -12,9 +12,11 @@ models). Inputs of one folder sharing a stem (`x.jpg`, `x.png`) keep their exten
 where a later run would read them as inputs. `--save-npy` writes float32 `[H, W]` maps,
 `--save-png16` 16-bit PNGs whose scale, offset, quantity and unit are recorded (PNG text chunk
 and `<name>_16.json`), `--ply` coloured point clouds of metric models (`--focal` pixels or
-`--fov` degrees; see `dajax.io.pointcloud`). Every write is checked: unreadable inputs and
-failed writes are reported and skipped, the count printed is what was written, and the exit
-code is 1 when any image failed (2 for unusable arguments, before any model is loaded).
+`--fov` degrees; see `dajax.io.pointcloud`). Every image stands alone: one that cannot be read
+(over the pixel budget of `dajax.io.images.MAX_PIXELS`, a lying header, a corrupt file),
+predicted or written is one `skipped: <file>: <why>` line and the others are still written;
+the summary counts what was written, and the exit code is 1 when any image was skipped (2 for
+unusable arguments, before any model is loaded).
 """
 
 from __future__ import annotations
@@ -150,6 +152,14 @@ def _report(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
+def _skip(path: str, error: BaseException, note: str = "") -> None:
+    """Reports one input that is not written: `skipped: <path>: <why>`, on one line."""
+    text = (str(error).strip().splitlines() or [""])[0]
+    if not text.startswith(path):
+        text = f"{path}: {type(error).__name__}: {text}"
+    _report(f"skipped: {text}{note}")
+
+
 def _read(path: str, estimator) -> np.ndarray | None:
     """The image at `path`, or None after reporting why it cannot be used."""
     from dajax.io.video import VIDEO_EXTENSIONS
@@ -157,11 +167,9 @@ def _read(path: str, estimator) -> np.ndarray | None:
 
     try:
         image = read_image(path)
-    except ImageReadError as e:
-        video = path.lower().endswith(VIDEO_EXTENSIONS)
-        _report(
-            f"skipped: {e}" + ("; it is a video: predict it alone with --video" if video else "")
-        )
+    except Exception as e:  # noqa: BLE001 - ImageReadError, or anything: one file, one line
+        video = isinstance(e, ImageReadError) and path.lower().endswith(VIDEO_EXTENSIONS)
+        _skip(path, e, "; it is a video: predict it alone with --video" if video else "")
         return None
     h, w = image.shape[:2]
     shape, full = estimator.network_shape(h, w), network_size(h, w, estimator.input_size)
@@ -193,7 +201,8 @@ def _depths(estimator, images: list[np.ndarray], batch_size: int):
 
 def predict_images(estimator, bases: dict[str, str], args: argparse.Namespace) -> int:
     """Predicts and writes every input (`bases`: path -> output base); returns how many were
-    written in full. The bar advances once per image."""
+    written in full. An image that fails is one `skipped:` line; the bar advances once per
+    image."""
     paths = list(bases)
     written = 0
     with tqdm(total=len(paths), unit="img", desc="depth") as bar:
@@ -209,13 +218,13 @@ def predict_images(estimator, bases: dict[str, str], args: argparse.Namespace) -
             for i, depth in _depths(estimator, images, args.batch_size):
                 path, image = ready[i]
                 if isinstance(depth, Exception):
-                    _report(f"failed: {path}: {type(depth).__name__}: {depth}".split("\n")[0])
+                    _skip(path, depth)
                 else:
                     try:
                         write_image_outputs(bases[path], image, depth, estimator, args)
                         written += 1
-                    except (OSError, ValueError) as e:
-                        _report(f"failed: {path}: {e}")
+                    except Exception as e:  # noqa: BLE001 - OutputError, an encoder's error
+                        _skip(path, e)
                 bar.update(1)
     return written
 

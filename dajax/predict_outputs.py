@@ -58,7 +58,8 @@ def _write_point_cloud(path: str, image: np.ndarray, depth: np.ndarray, args) ->
 def write_video(estimator, path: str, args: argparse.Namespace) -> int:
     """Writes OUT/<stem>_depth.mp4 with one colour scale for the whole clip; returns the exit
     code (1, with one line on stderr, when the video cannot be read or written or no frame
-    was decoded: no empty file is left)."""
+    was decoded: no empty file is left). Fewer frames than the file declares is a `warning:`
+    line on stderr; what decoded is written."""
     from dajax.io.video import VideoReader, VideoWriter
 
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -84,10 +85,13 @@ def write_video(estimator, path: str, args: argparse.Namespace) -> int:
             raise ValueError(f"{path}: no frame could be decoded; nothing written")
         if not os.path.isfile(out_path) or os.path.getsize(out_path) == 0:
             raise ValueError(f"{out_path}: the video writer produced no file")
+        shortfall = reader.shortfall()
     except (OSError, ValueError) as e:
         with contextlib.suppress(OSError):
             os.remove(out_path)
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if shortfall:
+        print(f"warning: {shortfall}", file=sys.stderr)
     print(f"wrote {out_path} ({writer.frames} frames)")
     return 0

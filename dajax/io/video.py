@@ -7,6 +7,8 @@ import os
 import cv2
 import numpy as np
 
+from dajax.io.images import check_pixels
+
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mov": "mp4v", ".mkv": "mp4v"}
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
@@ -14,7 +16,10 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
 class VideoReader:
     """Iterates a video's frames as [H, W, 3] uint8 RGB.
 
-    Raises ValueError naming the file when it cannot be opened or holds no frames.
+    `frame_count` is what the container declares, `frames_read` what was decoded so far;
+    `shortfall()` says when decoding stopped early (a truncated file). Raises ValueError naming
+    the file when it cannot be opened, holds no frames, or its frames are over the pixel budget
+    of `dajax.io.images.MAX_PIXELS`.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -28,15 +33,28 @@ class VideoReader:
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.frames_read = 0
         if self.width == 0 or self.height == 0:
             raise ValueError(f"{self.path}: video has no frames")
+        check_pixels(self.width, self.height, self.path)  # the images' budget, per frame
 
     def __iter__(self):
         while True:
             ok, frame = self._cap.read()
             if not ok:
                 return
+            self.frames_read += 1
             yield np.ascontiguousarray(frame[:, :, ::-1])
+
+    def shortfall(self) -> str | None:
+        """After iterating: a one-line warning naming the file when fewer frames decoded than
+        the container declares, else None."""
+        if self.frames_read >= self.frame_count:
+            return None
+        return (
+            f"{self.path}: decoded {self.frames_read} of the {self.frame_count} frames the "
+            "file declares (truncated or damaged?)"
+        )
 
     def close(self) -> None:
         """Releases the file."""

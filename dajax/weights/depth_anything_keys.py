@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 import flax
+import ml_dtypes
 import numpy as np
 
 # refinenet4 never receives a skip input, so its resConfUnit1 is stored but unused.
@@ -182,15 +183,24 @@ def official_to_flax(
 
 
 def place_tensor(key: str, checkpoint_shape, array: np.ndarray, target, misshaped: list) -> bool:
-    """Whether `array` (the tensor `key`, already in Flax layout) has the target's shape;
-    otherwise notes `key: checkpoint <shape> -> expected <shape>` in `misshaped`."""
-    if array.shape == tuple(target.shape):
-        return True
-    misshaped.append(
-        f"{key}: checkpoint {tuple(checkpoint_shape)} -> expected {tuple(target.shape)} "
-        "(Flax layout)"
-    )
-    return False
+    """Whether `array` (the tensor `key`, already in Flax layout) has the target's shape, and
+    floating-point values where the target is floating-point (integers or booleans would be
+    cast silently); otherwise notes why in `misshaped`."""
+    if array.shape != tuple(target.shape):
+        misshaped.append(
+            f"{key}: checkpoint {tuple(checkpoint_shape)} -> expected {tuple(target.shape)} "
+            "(Flax layout)"
+        )
+        return False
+    if _is_float(np.dtype(target.dtype)) and not _is_float(array.dtype):
+        misshaped.append(f"{key}: {array.dtype} values where the model has floats")
+        return False
+    return True
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    """float16/32/64 or bfloat16 (whose numpy kind is 'V')."""
+    return dtype.kind == "f" or dtype == ml_dtypes.bfloat16
 
 
 def raise_key_problems(unknown, missing, misshaped, problems=(), missing_what="parameters"):
@@ -202,7 +212,7 @@ def raise_key_problems(unknown, missing, misshaped, problems=(), missing_what="p
     if missing:
         problems.append(f"missing {missing_what}: {missing}")
     if misshaped:
-        problems.append(f"mis-shaped tensors: {misshaped}")
+        problems.append(f"mis-shaped or non-float tensors: {misshaped}")
     if problems:
         raise CheckpointKeyError("; ".join(problems))
 

@@ -30,6 +30,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     parts = spec[len(PREFIX) :].strip("/").split("/")
     if len(parts) < 3 or not all(parts):
         raise WeightsSourceError(f"{spec}: expected hf:OWNER/REPO/FILE")
+    if any(part in (".", "..") for part in parts):
+        raise WeightsSourceError(f"{spec}: '.' and '..' are not allowed in hf:OWNER/REPO/FILE")
     return "/".join(parts[:2]), "/".join(parts[2:])
 
 
@@ -61,15 +63,15 @@ def resolve_weights(spec: str) -> str:
     repo, filename = parse_spec(spec)
     try:
         from huggingface_hub import constants, hf_hub_download
-        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+        from huggingface_hub.errors import LocalEntryNotFoundError
     except ImportError:
         raise WeightsSourceError(f"{spec}: needs `pip install huggingface_hub`") from None
     try:
         return hf_hub_download(repo, filename, local_files_only=True)
-    except HFValidationError as e:
-        raise WeightsSourceError(f"{spec}: {str(e).splitlines()[0]}") from None
     except LocalEntryNotFoundError:
         pass  # not cached: try the network below
+    except Exception as e:  # noqa: BLE001 - HFValidationError, a bad file name: one line
+        raise WeightsSourceError(f"{spec}: {_first_line(e)}") from None
     advice = f"download {filename} from https://huggingface.co/{repo} elsewhere and pass the file"
     if os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE:
         raise WeightsSourceError(
@@ -82,5 +84,12 @@ def resolve_weights(spec: str) -> str:
     try:
         return hf_hub_download(repo, filename, endpoint=endpoint)
     except Exception as e:  # noqa: BLE001 - any Hub failure becomes one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise WeightsSourceError(f"{spec}: download failed ({type(e).__name__}: {first})") from None
+        raise WeightsSourceError(
+            f"{spec}: download failed ({type(e).__name__}: {_first_line(e)})"
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an exception's message ('' when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""

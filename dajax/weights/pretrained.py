@@ -15,7 +15,7 @@ argument to pass.
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import os
 import re
 
@@ -27,7 +27,8 @@ from dajax.models import DepthAnything, ModelConfig, param_shapes, variants
 from dajax.weights import depth_anything_keys as keys
 from dajax.weights.finite import require_finite
 from dajax.weights.hub import resolve_weights
-from dajax.weights.safetensors_io import load_safetensors
+from dajax.weights.json_files import read_json_object
+from dajax.weights.safetensors_io import load_safetensors, load_safetensors_index
 from dajax.weights.torch_pickle import load_state_dict
 
 HEAD_DIM = 64  # every released DINOv2 uses 64-wide attention heads
@@ -44,7 +45,7 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
     if path.endswith(".safetensors"):
         tensors = load_safetensors(path)
     elif path.endswith(SHARD_INDEX):
-        tensors = _read_shards(path)
+        tensors = load_safetensors_index(path)
     elif path.endswith((".pth", ".pt", ".bin", ".ckpt")):
         tensors = load_state_dict(path)
     else:
@@ -53,22 +54,6 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
             "or a dajax or transformers checkpoint directory"
         )
     require_finite(tensors.items(), path)
-    return tensors
-
-
-def _read_shards(index_path: str) -> dict[str, np.ndarray]:
-    """The tensors of every shard a `*.safetensors.index.json` lists (files beside it)."""
-    weight_map = _read_json(index_path).get("weight_map")
-    if not isinstance(weight_map, dict) or not weight_map:
-        raise ValueError(f"{index_path}: no weight_map of tensor names to shard files")
-    folder, tensors = os.path.dirname(index_path), {}
-    for shard in sorted(set(map(str, weight_map.values()))):
-        if os.path.basename(shard) != shard:
-            raise ValueError(f"{index_path}: shard {shard!r} is not a file beside the index")
-        tensors.update(load_safetensors(os.path.join(folder, shard)))
-    missing = sorted(set(weight_map) - set(tensors))
-    if missing:
-        raise ValueError(f"{index_path}: tensors listed but in no shard: {missing[:5]}")
     return tensors
 
 
@@ -150,12 +135,27 @@ def _param_shapes(config: ModelConfig) -> dict:
         raise _ConfigError(f"the tensors describe a model that cannot be built ({e})") from None
 
 
+def _check_model_config(folder: str) -> None:
+    """Reads a local dajax folder's model_config.json (bounded) and validates every field
+    before any model is built; ValueError naming the file and the field otherwise."""
+    config_file = os.path.join(folder, checkpoints.CONFIG_FILE)
+    try:
+        ModelConfig.from_dict(read_json_object(config_file))
+    except ValueError as e:
+        message = str(e)
+        raise ValueError(
+            message if message.startswith(config_file) else f"{config_file}: {message}"
+        ) from None
+
+
 def _load_dajax_directory(path: str, asked: dict, pos_embed: str | None):
     if not checkpoints.is_inference_checkpoint(path):
         raise FileNotFoundError(
             f"{path}: folder is neither a dajax checkpoint ({checkpoints.CONFIG_FILE}) nor a "
             f"transformers save_pretrained folder (config.json + {HF_WEIGHT_FILES[0]})"
         )
+    if not paths.is_remote(path):
+        _check_model_config(path)
     try:
         config, params = checkpoints.load_inference_params(path)
     except (ValueError, TypeError, KeyError) as e:  # bad model_config.json, mismatched params
@@ -258,6 +258,12 @@ def infer_config(
     mis-ranked, or what the tensors, options and file name say disagrees.
     """
     depth, ffn = _check_shape_tensors(state)
+    hf_layers = _hf_layers(hf_config)
+    if hf_layers is not None and max(hf_layers) >= depth:
+        raise _ConfigError(
+            f"config.json backbone_config.out_indices {[i + 1 for i in hf_layers]} name blocks "
+            f"past the tensors' {depth}"
+        )
     dim = state["pretrained.cls_token"].shape[-1]
     encoder = next(
         (n for n, e in variants.ENCODERS.items() if (e.dim, e.depth, e.ffn) == (dim, depth, ffn)),
@@ -344,39 +350,32 @@ def _head_kind(name, hf, head, max_depth) -> tuple[str, float]:
 
 
 def _hf_config(path: str) -> dict | None:
-    """The `config.json` beside a transformers weights file, if any, with the fields dajax
-    reads (`backbone_config.out_indices`, `max_depth`) checked for type."""
+    """The `config.json` beside a transformers weights file, if any (read bounded), with the
+    fields dajax reads checked: `backbone_config.out_indices` 4 block numbers >= 1 (their
+    upper bound is the tensors' depth), `max_depth` null or a finite number >= 0."""
     cfg = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
     hf_file = path.endswith((".safetensors", SHARD_INDEX)) or path.endswith("pytorch_model.bin")
     if not hf_file or not os.path.isfile(cfg):
         return None
-    hf = _read_json(cfg)
+    hf = read_json_object(cfg)
     backbone = hf.get("backbone_config", {})
-    indices = backbone.get("out_indices") if isinstance(backbone, dict) else None
-    max_depth = hf.get("max_depth", 1.0)
-    if not (
-        isinstance(backbone, dict)
-        and (indices is None or (isinstance(indices, list) and all(_is_int(i) for i in indices)))
-        and (
-            max_depth is None
-            or (isinstance(max_depth, int | float) and not isinstance(max_depth, bool))
-        )
+    if not isinstance(backbone, dict):
+        raise ValueError(f"{cfg}: backbone_config is not an object")
+    indices = backbone.get("out_indices")
+    if indices is not None and not (
+        isinstance(indices, list) and len(indices) == 4 and all(_is_int(i, 1) for i in indices)
     ):
-        raise ValueError(f"{cfg}: backbone_config.out_indices or max_depth is malformed")
+        raise ValueError(f"{cfg}: backbone_config.out_indices is not 4 block numbers >= 1")
+    max_depth = hf.get("max_depth")
+    if max_depth is not None and not (
+        isinstance(max_depth, int | float)
+        and not isinstance(max_depth, bool)
+        and math.isfinite(max_depth)
+        and max_depth >= 0
+    ):
+        raise ValueError(f"{cfg}: max_depth is not a finite number >= 0 (metres)")
     return hf
 
 
-def _is_int(value) -> bool:
-    return type(value) is int
-
-
-def _read_json(path: str) -> dict:
-    """A JSON object from `path`; ValueError naming the file otherwise."""
-    try:
-        with open(path, "rb") as f:
-            value = json.load(f)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, deep nesting
-        raise ValueError(f"{path}: invalid JSON ({type(e).__name__})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: not a JSON object")
-    return value
+def _is_int(value, lowest: int) -> bool:
+    return type(value) is int and value >= lowest

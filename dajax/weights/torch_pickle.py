@@ -14,15 +14,17 @@ The file is treated as hostile (docs/weights.md lists the guarantees):
   strided extent inside its storage) before a view is made;
 - what a file may make us allocate is bounded: archive members may expand to at most
   `READ_FACTOR` x the file size (+ `SLACK_BYTES`), tensors to `TENSOR_FACTOR` x the storage
-  bytes (+ `SLACK_BYTES`; stride-0 and repeated views cannot blow up), and containers are
-  bounded in depth and in entries walked (`safe_unpickler.check_tree`).
+  bytes (+ `SLACK_BYTES`; stride-0 and repeated views cannot blow up), and the objects the
+  pickle creates (opcodes run, memo and stack included) plus the container entries walked as
+  a tree to `OBJECT_SLACK` + the file size / `BYTES_PER_OBJECT` (`safe_unpickler`); dict keys
+  are short strs, bounded ints or flat tuples of them, and containers nest at most 100 deep;
+- booleans must be 0 or 1, and flattened tensor names at most `MAX_NAME_CHARS` long.
 Every failure is a `CheckpointFormatError` or `UnsafeCheckpointError` whose one-line message
 starts with the file name.
 """
 
 from __future__ import annotations
 
-import collections
 import io
 import math
 import os
@@ -31,7 +33,12 @@ import zipfile
 import ml_dtypes
 import numpy as np
 
-from dajax.weights.safe_unpickler import RefusedPickleError, SafeUnpickler, check_tree
+from dajax.weights.safe_unpickler import (
+    ObjectBudget,
+    RefusedPickleError,
+    SafeUnpickler,
+    check_tree,
+)
 
 STORAGE_DTYPES = {
     "FloatStorage": np.dtype("<f4"),
@@ -50,6 +57,9 @@ TENSOR_FACTOR = 4  # tensor bytes materialised per byte of storage read
 SLACK_BYTES = 64 << 20  # allowance on top of both, for small files and zero-filled storages
 MAX_DIMS = 32  # numpy's limit is 64; no checkpoint tensor comes near
 MAX_EXTENT = 1 << 40  # largest size or stride (elements) a tensor may declare
+BYTES_PER_OBJECT = 16  # file bytes per object the pickle may create, beyond OBJECT_SLACK
+OBJECT_SLACK = 1 << 18  # objects any file may create (a real state dict needs ~30 a tensor)
+MAX_NAME_CHARS = 1024  # a flattened tensor name (`model.blocks.0.attn.qkv.weight`)
 _ZIP_MAGIC, _PICKLE_PROTO = b"PK", b"\x80"
 
 
@@ -99,12 +109,14 @@ def _shape(values, what: str, upper: int) -> tuple[int, ...]:
 
 
 class _Budget:
-    """Bytes a file may still make us read from its archive and materialise as tensors."""
+    """Bytes a file may still make us read from its archive and materialise as tensors, and
+    the objects its pickle may still create (see the module doc)."""
 
     def __init__(self, file_size: int):
         self.read_left = READ_FACTOR * file_size + SLACK_BYTES
         self.storage_bytes = 0
         self.tensor_bytes = 0
+        self.objects = ObjectBudget(OBJECT_SLACK + file_size // BYTES_PER_OBJECT)
 
     def read(self, nbytes: int, member: str) -> None:
         if nbytes > self.read_left:
@@ -174,16 +186,16 @@ def _rebuild_parameter(data, *_unused):
 
 class _TorchUnpickler(SafeUnpickler):
     def __init__(self, data: bytes, archive: zipfile.ZipFile, root: str, budget: _Budget):
-        super().__init__(io.BytesIO(data))
+        super().__init__(io.BytesIO(data), budget.objects)
         self._archive, self._root, self._budget = archive, root, budget
         self._storages: dict[str, _Storage] = {}
         self._functions = {  # bound once: REDUCE checks callables by identity
-            ("collections", "OrderedDict"): collections.OrderedDict,
+            ("collections", "OrderedDict"): self.ordered_dict,
             ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor,
             ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
             ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
         }
-        self.allowed_callables = tuple(self._functions.values())
+        self.allowed_callables = {f: ".".join(name) for name, f in self._functions.items()}
 
     def find_class(self, module: str, name: str):
         if (module, name) in self._functions:
@@ -233,7 +245,12 @@ class _TorchUnpickler(SafeUnpickler):
             )
         raw = _read_member(self._archive, info, self._budget)
         self._budget.storage_bytes += numel * dtype.itemsize
-        return _Storage(np.frombuffer(raw, dtype, count=numel))
+        array = np.frombuffer(raw, dtype, count=numel)
+        if dtype == np.bool_ and array.view(np.uint8).max(initial=0) > 1:
+            raise CheckpointFormatError(
+                f"storage {_short(member)} holds booleans other than 0 and 1"
+            )
+        return _Storage(array)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
@@ -301,8 +318,9 @@ def load_pth(path: str | os.PathLike):
                 if order != b"little":
                     raise CheckpointFormatError("big-endian checkpoints are unsupported")
             data = _read_member(archive, archive.getinfo(pkl), budget)
-            obj = _TorchUnpickler(data, archive, root, budget).load()
-        check_tree(obj)
+            with _TorchUnpickler(data, archive, root, budget) as unpickler:
+                obj = unpickler.load()
+        check_tree(obj, budget.objects)
         return obj
     except UnsafeCheckpointError as e:
         raise UnsafeCheckpointError(f"{path}: {e}") from None
@@ -331,6 +349,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     def visit(prefix: str, node) -> None:  # load_pth bounded the depth and entries walked
         for k, v in node.items():
             name = f"{prefix}{k}"
+            if len(name) > MAX_NAME_CHARS:
+                raise CheckpointFormatError(
+                    f"{os.fspath(path)}: a tensor name is longer than {MAX_NAME_CHARS} "
+                    f"characters ({_short(name)})"
+                )
             if isinstance(v, dict):
                 visit(name + ".", v)
             elif isinstance(v, np.ndarray):

@@ -6,6 +6,7 @@ import pytest
 
 from dajax.io.images import ImageReadError, decode_image, read_image
 from dajax.io.video import VideoReader, VideoWriter
+from tests.io.hostile_images import png_header
 
 
 def test_video_round_trip(tmp_path):
@@ -75,3 +76,73 @@ def test_exif_orientation_is_applied_as_cv2_imread_does(tmp_path):
 
     with Image.open(tmp_path / "p.jpg") as opened:
         np.testing.assert_array_equal(as_rgb_image(opened), image)
+
+
+@pytest.mark.parametrize(
+    "width, height, needle",
+    [
+        (100_000, 100_000, "more than 178956970 pixels, over the budget"),  # PIL's own limit
+        (9000, 9000, "9000x9000 is 81000000 pixels, over the budget of 67108864"),
+        (2_000_000, 1, "not a decodable image"),  # within budget, past OpenCV's width limit
+    ],
+)
+def test_images_over_the_pixel_budget_are_refused_from_the_header(tmp_path, width, height, needle):
+    """Issue 31 #3: a 74-byte PNG claiming 100000x100000 raised cv2.error, and a 1 MB PNG of
+    20000x20000 took predict to 17 GiB; the header is now read first."""
+    import resource
+    import time
+
+    path = tmp_path / "lying.png"
+    path.write_bytes(png_header(width, height))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(ImageReadError) as err:
+        read_image(path)
+    assert time.perf_counter() - start < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message and needle in message
+
+
+def test_the_pixel_budget_is_a_parameter_and_covers_pil_images(tmp_path):
+    from PIL import Image
+
+    from dajax.io.images import MAX_PIXELS, as_rgb_image
+
+    path = str(tmp_path / "x.png")
+    cv2.imwrite(path, np.zeros((20, 30, 3), np.uint8))
+    assert read_image(path).shape == (20, 30, 3)
+    with pytest.raises(ImageReadError, match=r"x.png: 30x20 is 600 pixels, over the budget of 599"):
+        read_image(path, max_pixels=599)
+    big = Image.new("L", (1, MAX_PIXELS + 1))  # never decoded: refused from its size
+    with pytest.raises(ImageReadError, match="a PIL image: 1x67108865"):
+        as_rgb_image(big)
+
+
+def test_only_regular_files_of_a_bounded_size_are_read(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.png")
+    with pytest.raises(ImageReadError, match=r"fifo.png: not a regular file"):
+        read_image(tmp_path / "fifo.png")
+    (tmp_path / "big.png").write_bytes(bytes(1601))
+    with pytest.raises(ImageReadError, match=r"big.png: 1601 bytes, more than an image within"):
+        read_image(tmp_path / "big.png", max_pixels=100)
+
+
+def test_a_truncated_video_says_how_many_frames_it_lost(tmp_path):
+    path = tmp_path / "clip.avi"
+    with VideoWriter(path, fps=5, size=(42, 28)) as writer:
+        for i in range(30):
+            writer.write(np.random.RandomState(i).randint(0, 256, (28, 42, 3), np.uint8))
+    with VideoReader(path) as reader:
+        assert len(list(reader)) == 30 and reader.shortfall() is None
+    data = path.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    with VideoReader(cut) as reader:
+        decoded = len(list(reader))
+        assert 0 < decoded < 30 == reader.frame_count
+        assert reader.shortfall() == (
+            f"{cut}: decoded {decoded} of the 30 frames the file declares (truncated or damaged?)"
+        )

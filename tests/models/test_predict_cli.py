@@ -1,6 +1,7 @@
 """`python -m dajax.predict` end to end on a tiny converted checkpoint."""
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -9,6 +10,7 @@ from hf_oracle import tiny_depth_anything
 
 from dajax import convert, predict
 from dajax.io.depth_png import read_depth_png16
+from tests.io.hostile_images import png_header
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +170,47 @@ def test_metric_models_point_clouds_units_and_colours(tmp_path, weights, capsys)
     nearest, farthest = colorize(np.array([1.0, 0.0]), default_cmap(version))
     np.testing.assert_array_equal(picture[np.unravel_index(depth.argmin(), depth.shape)], nearest)
     np.testing.assert_array_equal(picture[np.unravel_index(depth.argmax(), depth.shape)], farthest)
+
+
+def test_lying_headers_and_huge_images_are_skipped_and_the_rest_written(tmp_path, weights, capsys):
+    """Issue 31 #3: a 74-byte PNG claiming 100000x100000 raised an uncaught cv2.error that lost
+    the good images beside it and the summary; every bad file is now one `skipped:` line."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    rng = np.random.RandomState(0)
+    cv2.imwrite(str(inputs / "a.png"), rng.randint(0, 256, (30, 40, 3), np.uint8))
+    cv2.imwrite(str(inputs / "b.jpg"), rng.randint(0, 256, (25, 20, 3), np.uint8))
+    bad = {"lying.png": (100_000, 100_000), "huge.png": (9000, 9000), "wide.png": (2_000_000, 1)}
+    for name, size in bad.items():
+        (inputs / name).write_bytes(png_header(*size))
+    os.mkfifo(inputs / "fifo.png")  # would block a plain open() forever
+    args = ["--weights", weights, "--input", str(inputs), "--outdir", str(out)]
+    assert predict.main([*args, "--input-size", "28", "--save-npy"]) == 1
+    printed, err = capsys.readouterr()
+    assert "wrote 2 of 6" in printed and "4 failed" in printed
+    skipped = sorted(line for line in err.splitlines() if line.startswith("skipped: "))
+    assert [line.split(":")[1].strip() for line in skipped] == sorted(
+        str(inputs / name) for name in [*bad, "fifo.png"]
+    )
+    assert "Traceback" not in err and "cv2.error" not in err
+    assert np.load(out / "a.npy").shape == (30, 40) and np.load(out / "b.npy").shape == (25, 20)
+
+
+def test_a_truncated_video_is_written_with_a_warning(tmp_path, weights, capsys):
+    from dajax.io.video import VideoWriter
+
+    with VideoWriter(tmp_path / "clip.avi", 5, (42, 28)) as w:
+        for i in range(30):
+            w.write(np.full((28, 42, 3), 8 * i, np.uint8))
+    data = (tmp_path / "clip.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    args = ["--weights", weights, "--video", "--input", str(tmp_path / "cut.avi")]
+    assert predict.main([*args, "--outdir", str(tmp_path / "v"), "--input-size", "28"]) == 0
+    printed, err = capsys.readouterr()
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning: ")]
+    decoded = int(warning.split(" decoded ")[1].split()[0])
+    assert warning == (
+        f"warning: {tmp_path / 'cut.avi'}: decoded {decoded} of the 30 frames the file "
+        "declares (truncated or damaged?)"
+    )
+    assert f"({decoded} frames)" in printed and 0 < decoded < 30

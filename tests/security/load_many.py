@@ -1,35 +1,42 @@
-"""Child process of the fuzz suite: load many checkpoint files under a memory and time limit.
+"""Child process of the fuzz suite: load many hostile files with one reader, one at a time.
 
-    python load_many.py LIMIT_MIB SECONDS_PER_FILE FILE...
+    python load_many.py KIND AS_LIMIT_MIB FILE...
 
-Caps its address space at LIMIT_MIB (RLIMIT_AS) before importing the readers, then for each
-file prints `start <file>` and, once loaded, one JSON line: `outcome` ('ok', 'error',
-'memory' or 'hang'), `error_type`, `message`, `seconds`, `peak_rss_mib`. A crash signal stops
-the process, so the last `start` line names the file that caused it. `.pth` files go through
-`load_state_dict`, `.safetensors` through `load_safetensors`.
+KIND picks the reader: `pth` (`torch_pickle.load_state_dict`) or `safetensors`
+(`safetensors_io.load_safetensors`), which import numpy and the readers only, or `model`
+(`pretrained.load_depth_anything` on folders and weights files, `pretrained.read_tensors` on
+sharded-safetensors indexes), which imports jax. AS_LIMIT_MIB > 0 caps the address space
+(RLIMIT_AS) before the reader is imported, so a runaway allocation is a MemoryError; 0 leaves
+it (jax maps more than it uses).
+
+For each file it prints `start <file>` and, once the reader returns, one JSON line:
+`outcome` ('ok', 'error' or 'memory'), `error_type`, `clean` (the error is a ValueError or
+OSError, what the CLIs print as one line), `message`, `seconds`, `peak_rss_mib`; after a
+MemoryError it prints a line prepared beforehand and exits. It keeps no timer: the parent
+(`harness.py`) enforces wall time and memory from outside and kills it.
 """
 
 import json
 import os
 import resource
-import signal
 import sys
 import time
 
-limit_mib, per_file = int(sys.argv[1]), float(sys.argv[2])
-resource.setrlimit(resource.RLIMIT_AS, (limit_mib << 20, limit_mib << 20))
+kind, limit_mib = sys.argv[1], int(sys.argv[2])
+if limit_mib > 0:
+    resource.setrlimit(resource.RLIMIT_AS, (limit_mib << 20, limit_mib << 20))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from dajax.weights.safetensors_io import load_safetensors  # noqa: E402
-from dajax.weights.torch_pickle import load_state_dict  # noqa: E402
+if kind == "pth":
+    from dajax.weights.torch_pickle import load_state_dict as load
+elif kind == "safetensors":
+    from dajax.weights.safetensors_io import load_safetensors as load
+else:
+    from dajax.weights.pretrained import load_depth_anything, read_tensors
 
-
-class Hang(BaseException):  # not Exception: the readers turn those into errors
-    pass
-
-
-def _alarm(*_):
-    raise Hang
+    def load(path):
+        """The tensors of an index file, the model of anything else."""
+        return (read_tensors if path.endswith(".index.json") else load_depth_anything)(path)
 
 
 def peak_rss_mib() -> float:
@@ -40,24 +47,24 @@ def peak_rss_mib() -> float:
     return int(line.split()[1]) / 1024
 
 
-signal.signal(signal.SIGALRM, _alarm)
 for path in sys.argv[3:]:
     print("start", path, flush=True)
-    load = load_safetensors if path.endswith(".safetensors") else load_state_dict
-    result = {"path": path, "outcome": "ok", "error_type": None, "message": None}
+    result = {"path": path, "outcome": "ok", "error_type": None, "clean": False, "message": None}
+    out_of_memory = json.dumps({**result, "outcome": "memory", "seconds": -1}) + "\n"
     start = time.perf_counter()
-    signal.setitimer(signal.ITIMER_REAL, per_file)
     try:
         loaded = load(path)
         del loaded
-    except Hang:
-        result["outcome"] = "hang"
-    except MemoryError:
-        result["outcome"] = "memory"
+    except MemoryError:  # the heap may be exhausted or fragmented: report and stop
+        os.write(1, out_of_memory.encode())
+        os._exit(0)
     except Exception as e:  # noqa: BLE001 - the parent judges every error
-        result.update(outcome="error", error_type=type(e).__name__, message=str(e))
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        result.update(
+            outcome="error",
+            error_type=type(e).__name__,
+            clean=isinstance(e, ValueError | OSError),
+            message=str(e),
+        )
     result["seconds"] = time.perf_counter() - start
     result["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(result), flush=True)

@@ -16,7 +16,17 @@ import struct
 import zipfile
 
 import numpy as np
-from pth_builder import Call, Global, Persistent, Raw, Shared, base_checkpoint, dumps, tensor
+from pth_builder import (
+    Call,
+    Global,
+    Persistent,
+    Raw,
+    Shared,
+    archive,
+    base_checkpoint,
+    dumps,
+    tensor,
+)
 
 BAD_INTS = [-1, -(2**31), 2**31, 2**40, 2**63, 2**64, 1.5, "3", None, True, (1,), [], b"\x01"]
 BAD_SHAPES = [
@@ -69,16 +79,6 @@ OPCODE_SNIPPETS = {  # spliced where a value is expected
 }
 
 
-def _zip(pickle_bytes: bytes, storages: dict, *, method=zipfile.ZIP_STORED, byteorder=b"little"):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", method) as z:
-        z.writestr("archive/data.pkl", pickle_bytes)
-        z.writestr("archive/byteorder", byteorder)
-        for key, data in storages.items():
-            z.writestr(f"archive/data/{key}", data)
-    return buf.getvalue()
-
-
 def _with_tensor(tree, **fields):
     """The base tree with `model.w` rebuilt from `fields` (key, numel, offset, size, stride,
     storage) replacing the base values."""
@@ -101,10 +101,10 @@ def _deep(depth: int, open_op: bytes, close_op: bytes) -> Raw:
 
 def _targeted_pth() -> list[tuple[str, bytes]]:
     tree, storages, _ = base_checkpoint()
-    cases = [("base", _zip(dumps(tree), storages))]
+    cases = [("base", archive(dumps(tree), storages))]
 
     def add(name, new_tree, new_storages=storages, **kw):
-        cases.append((name, _zip(dumps(new_tree), new_storages, **kw)))
+        cases.append((name, archive(dumps(new_tree), new_storages, **kw)))
 
     for field, pool in (("offset", BAD_INTS), ("size", BAD_SHAPES), ("stride", BAD_STRIDES)):
         for value in pool:
@@ -248,9 +248,9 @@ def pth_cases(rng: np.random.Generator, n_random: int) -> list[tuple[str, bytes]
     for i in range(n_random):
         kind = i % 4
         if kind == 0:
-            data = _zip(_edit_bytes(pkl, rng, int(rng.integers(1, 5))), storages)
+            data = archive(_edit_bytes(pkl, rng, int(rng.integers(1, 5))), storages)
         elif kind == 1:
-            data = _zip(dumps(_mutate_tree(tree, rng)), storages)
+            data = archive(dumps(_mutate_tree(tree, rng)), storages)
         elif kind == 2:
             data = _edit_bytes(whole, rng, int(rng.integers(1, 4)))
         else:

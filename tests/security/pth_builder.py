@@ -7,7 +7,8 @@ pickle memo, or splice raw opcodes in. Values:
 - atoms (int, str, float, bool, None, bytes) and tuples, lists, dicts of values;
 - `Global(module, name)` and `Call(module, name, args)` (GLOBAL ... REDUCE);
 - `Persistent(value)` (BINPERSID), `Shared(value)` (memoised: written once, then BINGET),
-  `Raw(bytes)` (spliced verbatim);
+  `Raw(bytes)` (spliced verbatim), `Seq(parts)` (each part written in turn, no container:
+  `Seq((Raw(b"}"), key, value, Raw(b"s")))` is a SETITEM);
 - `tensor(...)`, a `_rebuild_tensor_v2` call as torch writes it.
 """
 
@@ -50,6 +51,11 @@ class Raw:
     data: bytes
 
 
+@dataclasses.dataclass(frozen=True)
+class Seq:
+    parts: tuple
+
+
 def tensor(key, numel, offset, size, stride, storage="FloatStorage"):
     """A `torch._utils._rebuild_tensor_v2` call on storage `key`, as torch.save writes it."""
     pid = Persistent(("storage", Global("torch", storage), key, "cpu", numel))
@@ -68,6 +74,9 @@ class _Writer:
     def value(self, v) -> None:
         if isinstance(v, Raw):
             self.op(v.data)
+        elif isinstance(v, Seq):
+            for part in v.parts:
+                self.value(part)
         elif isinstance(v, Shared):
             if id(v) in self.memo:
                 self.op(pickle.LONG_BINGET, struct.pack("<I", self.memo[id(v)]))
@@ -135,14 +144,28 @@ def dumps(value) -> bytes:
     return w.out.getvalue()
 
 
-def write_pth(path, pickle_bytes: bytes, storages: dict[str, bytes], byteorder=b"little"):
+def archive(
+    pickle_bytes: bytes,
+    storages: dict[str, bytes],
+    *,
+    method=zipfile.ZIP_STORED,
+    byteorder=b"little",
+) -> bytes:
     """A zip laid out as torch.save writes it: `archive/data.pkl`, `archive/data/<key>`."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
         z.writestr("archive/data.pkl", pickle_bytes)
         z.writestr("archive/byteorder", byteorder)
         for key, data in storages.items():
             z.writestr(f"archive/data/{key}", data)
         z.writestr("archive/version", "3\n")
+    return buf.getvalue()
+
+
+def write_pth(path, pickle_bytes: bytes, storages: dict[str, bytes], byteorder=b"little"):
+    """Writes `archive(...)` to `path`; returns `path`."""
+    with open(path, "wb") as f:
+        f.write(archive(pickle_bytes, storages, byteorder=byteorder))
     return path
 
 

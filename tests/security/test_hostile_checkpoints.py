@@ -1,37 +1,29 @@
 """Each hostile-checkpoint defect of issue 22 (#1, #2, #7, #8), reproduced.
 
 Repros that crashed, hung or exhausted memory in the old reader run in a child process
-(`load_many.py`: address space capped, a per-file timer) so they fail as tests, not as a dead
-test runner.
+(`harness.run_cases`: killed from outside past a time or memory limit) so they fail as tests,
+not as a dead test runner.
 """
 
 import json
 import os
 import pickle
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from harness import run_cases
 from pth_builder import Call, Raw, Shared, base_checkpoint, dumps, tensor, write_pth
 
 from dajax.weights.safetensors_io import SafetensorsError, load_safetensors
 from dajax.weights.torch_pickle import CheckpointFormatError, load_pth, load_state_dict
 
-CHILD = os.path.join(os.path.dirname(__file__), "load_many.py")
 
-
-def _load_in_child(path, limit_mib=1024, seconds=10.0) -> dict:
-    proc = subprocess.run(
-        [sys.executable, CHILD, str(limit_mib), str(seconds), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, f"child died with {proc.returncode}: {proc.stderr[-1000:]}"
-    return json.loads(proc.stdout.splitlines()[-1])
+def _load_in_child(path) -> dict:
+    """The child's result for one file (`harness.run_cases`: time and memory policed)."""
+    (result,) = run_cases("pth", [str(path)])
+    assert result["outcome"] in ("ok", "error"), result
+    return result
 
 
 def _assert_refused(result: dict, path, *needles):
@@ -77,7 +69,7 @@ def test_stride_zero_blow_up_is_refused_before_allocating(tmp_path):
         {"0": bytes(4)},
     )
     assert os.path.getsize(path) < 1000
-    _assert_refused(_load_in_child(path, limit_mib=1024), path, "4294967296 bytes")
+    _assert_refused(_load_in_child(path), path, "4294967296 bytes")
 
 
 def test_dicts_sharing_children_are_refused_at_once(tmp_path):
@@ -88,7 +80,7 @@ def test_dicts_sharing_children_are_refused_at_once(tmp_path):
         node = {"a": shared, "b": shared}
     path = write_pth(tmp_path / "dag.pth", dumps({"model": node}), {"0": bytes(4)})
     assert os.path.getsize(path) < 2500
-    result = _load_in_child(path, seconds=5.0)
+    result = _load_in_child(path)
     _assert_refused(result, path, "shared many times")
     assert result["seconds"] < 1
 
@@ -99,7 +91,7 @@ def test_tuple_keys_that_hash_forever_are_refused(tmp_path):
         shared = Shared(node)
         node = (shared, shared)
     path = write_pth(tmp_path / "hash.pth", dumps({node: 1}), {})
-    _assert_refused(_load_in_child(path, seconds=5.0), path, "dict key is a tuple")
+    _assert_refused(_load_in_child(path), path, "dict key of type tuple")
 
 
 @pytest.mark.parametrize("opcodes", ["lists", "dicts"])
@@ -122,7 +114,7 @@ def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path, opcodes):
         ((5, 0, (3,), (1,)), "storage is a int"),
         (("s", "0", (3,), (1,)), "storage is a str"),
         ((None, 0, None, (1,)), "storage is a NoneType"),
-        (("s",), "arguments it does not take"),
+        (("s",), "with 1 argument; it takes"),
     ],
 )
 def test_wrong_argument_types_are_one_line(tmp_path, args, needle):
@@ -207,3 +199,31 @@ def test_clis_print_one_line_for_the_segfault_file(tmp_path, capsys, cli):
     assert (convert if cli == "convert" else serving).main(argv) != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {path}: ") and "\n" not in err, err
+
+
+def test_keys_made_through_ordered_dict_are_checked_like_any_key(tmp_path):
+    """Issue 31 #1: a ~1.7 KB file made a 100k-deep tuple the key of an OrderedDict through
+    REDUCE, which the key rule never saw; hashing it crashed `predict` and `convert` (139)."""
+    deep = Raw(b")" + b"\x85" * 100_000)
+    call = Call("collections", "OrderedDict", ([(deep, 1)],))
+    path = write_pth(tmp_path / "deep-key.pth", dumps({"w": call}), {})
+    result = _load_in_child(path)
+    _assert_refused(result, path, "dict key of type tuple breaks the key rule")
+    assert result["seconds"] < 1
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        ((5,), "OrderedDict of a int, not of a dict or (key, value) pairs"),
+        (([(1, 2, 3)],), "OrderedDict of something other than (key, value) pairs"),
+        (({}, {}), "REDUCE calls collections.OrderedDict with 2 arguments; it takes (items=())"),
+    ],
+)
+def test_malformed_ordered_dict_reduce_says_what_is_wrong(tmp_path, args, needle):
+    """Issue 31 #5: every malformed REDUCE said "OrderedDict got 1 arguments it does not take"."""
+    call = Call("collections", "OrderedDict", args)
+    path = write_pth(tmp_path / "od.pth", dumps({"w": call}), {})
+    with pytest.raises(CheckpointFormatError) as err:
+        load_pth(path)
+    assert str(err.value) == f"{path}: {needle}"

@@ -2,6 +2,7 @@
 #8), transformers `save_pretrained` folders and option clashes with converted folders (issue
 21 #6, #7), `hf:` sources without a network (issue 21 #3) and documented CLI defaults (#8)."""
 
+import os
 import socket
 import time
 
@@ -141,7 +142,7 @@ def test_folder_that_is_neither_kind_names_both(tmp_path):
 
 def test_unreadable_converted_folder_is_one_line(tmp_path):
     (tmp_path / "model_config.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"unreadable dajax checkpoint \(JSONDecodeError"):
+    with pytest.raises(ValueError, match=r"model_config.json: invalid JSON \(JSONDecodeError"):
         load_depth_anything(tmp_path)
 
 
@@ -176,3 +177,75 @@ def test_every_option_documents_its_default(cli):
             assert "default" in (action.help or "") or "required" in (action.help or ""), (
                 f"{cli.__name__} {action.option_strings or action.dest}: {action.help!r}"
             )
+
+
+def test_integer_weights_are_refused_not_cast(tmp_path, capsys):
+    """Issue 31 #5: an int64 tensor where the model has floats was cast silently."""
+    state = _official_state()
+    state["pretrained.norm.weight"] = np.ones(128, np.int64)
+    err = _convert_error(tmp_path, capsys, state)
+    assert "pretrained.norm.weight: int64 values where the model has floats" in err
+
+
+def _converted(tmp_path) -> str:
+    path = tmp_path / "depth_anything_v2_tiny.safetensors"
+    save_safetensors(path, _official_state())
+    assert convert.main([str(path), str(tmp_path / "ckpt")]) == 0
+    return str(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("depth", 1_000_000, "depth must be an int in [1, 128], got 1000000"),
+        ("heads", 0, "heads must be an int in [1, 256], got 0"),
+        ("dim", 10**9, "dim must be an int in [1, 8192]"),
+        ("mlp_ratio", 1e12, "mlp_ratio must be a number in (0, 16.0]"),
+        ("features", 0, "features must be an int in [1, 4096]"),
+    ],
+)
+def test_absurd_model_config_fields_are_one_line_before_any_model(
+    tmp_path, capsys, field, value, needle
+):
+    """Issue 31 #2: `depth: 1000000` traced the model without end, `heads: 0` was a
+    ZeroDivisionError traceback, absurd widths printed thousands of asyncio lines."""
+    import json
+
+    folder = _converted(tmp_path)
+    config_file = os.path.join(folder, "model_config.json")
+    with open(config_file) as f:
+        config = json.load(f)
+    with open(config_file, "w") as f:
+        json.dump({**config, field: value}, f)
+    start = time.perf_counter()
+    assert convert.main([folder, str(tmp_path / "again")]) == 2
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {config_file}: {needle}") and "\n" not in err, err
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity"])
+def test_non_finite_max_depth_is_refused_in_config_json_and_on_the_command_line(
+    tmp_path, capsys, literal
+):
+    """Issue 31 #2: NaN or Infinity as a metric max_depth gave all-NaN maps with exit 0."""
+    import json
+
+    _tiny_transformers_model().save_pretrained(tmp_path / "hf")
+    config_file = tmp_path / "hf" / "config.json"
+    config = {**json.loads(config_file.read_text()), "depth_estimation_type": "metric"}
+    config_file.write_text(json.dumps({**config, "max_depth": "X"}).replace('"X"', literal))
+    capsys.readouterr()  # transformers' progress bars
+    assert convert.main([str(tmp_path / "hf"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {config_file}: max_depth is not a finite number >= 0 (metres)"
+    args = [str(tmp_path / "hf" / "model.safetensors"), str(tmp_path / "o2"), "--head", "metric"]
+    assert convert.main([*args, "--max-depth", literal.lower()]) == 2
+    assert "--max-depth" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+
+
+def test_hf_specs_with_dot_segments_name_the_spec(capsys):
+    """Issue 31 #5: `hf:a/b/../x` was huggingface_hub's ValueError without the spec."""
+    spec = "hf:owner/repo/../../etc/passwd"
+    assert convert.main([spec, "unused-out"]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: {spec}: ")

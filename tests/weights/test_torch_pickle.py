@@ -89,3 +89,37 @@ def test_corrupt_and_legacy_files(tmp_path):
         z.writestr("archive/version", "3")
     with pytest.raises(CheckpointFormatError, match="no data.pkl"):
         load_pth(tmp_path / "nopkl.pth")
+
+
+def test_training_checkpoints_with_int_keys_and_module_metadata_load(tmp_path):
+    """The key rule (short strs, bounded ints, flat tuples of them) and the object budget keep
+    what torch writes: `state_dict()` OrderedDicts with `_metadata` (REDUCE + BUILD + SETITEMS)
+    and optimiser states keyed by parameter number."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(2, 3)).sum().backward()
+    optimizer.step()
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3},
+        tmp_path / "train.pth",
+    )
+    loaded = load_pth(tmp_path / "train.pth")
+    assert sorted(loaded["optimizer"]["state"]) == [0, 1, 2, 3]
+    assert sorted(load_state_dict(tmp_path / "train.pth")) == [
+        "0.bias", "0.weight", "1.bias", "1.weight",
+    ]  # fmt: skip
+
+
+def test_booleans_other_than_zero_and_one_are_refused(tmp_path):
+    """Issue 31 #5: safetensors refused them, `.pth` bool storages took any byte."""
+    torch.save({"mask": torch.tensor([True, False, True])}, tmp_path / "b.pth")
+    with zipfile.ZipFile(tmp_path / "b.pth") as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    storage = next(name for name in members if "/data/" in name)
+    members[storage] = b"\x01\x07\x01"
+    with zipfile.ZipFile(tmp_path / "bad.pth", "w") as dst:
+        for name, data in members.items():
+            dst.writestr(name, data)
+    np.testing.assert_array_equal(load_pth(tmp_path / "b.pth")["mask"], [True, False, True])
+    with pytest.raises(CheckpointFormatError, match="holds booleans other than 0 and 1"):
+        load_pth(tmp_path / "bad.pth")
