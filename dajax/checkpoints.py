@@ -16,6 +16,7 @@ import logging
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
@@ -36,10 +37,16 @@ def save_inference_params(path: paths.PathLike, params: dict, config: ModelConfi
     In a multi-process run every process calls this with the same host (numpy) params and
     path on a shared file system or bucket; Orbax writes from process 0 and the processes
     meet at barriers around it.
+
+    Raises:
+      FileExistsError: `path` exists. NonFiniteParams (a ValueError): a parameter holds NaN or
+        Inf (nothing is written).
     """
     path = paths.resolve(path)
     if path.exists():
         raise FileExistsError(f"{path}: already exists; choose a new output directory")
+    if not _all_finite_on_host(params):
+        raise NonFiniteParams(f"{path}: not written: the parameters hold NaN or Inf")
     sync_processes("inference_params_check")
     if jax.process_index() == 0:
         path.mkdir(parents=True)
@@ -49,6 +56,19 @@ def save_inference_params(path: paths.PathLike, params: dict, config: ModelConfi
     if jax.process_index() == 0:
         (path / CONFIG_FILE).write_text(config.to_json())
     sync_processes("inference_params_done")
+
+
+def _all_finite_on_host(params) -> bool:
+    """Whether every floating leaf of a host (numpy-convertible) tree is finite."""
+    for leaf in jax.tree.leaves(params):
+        values = np.asarray(leaf)
+        if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
+            return False
+    return True
+
+
+class NonFiniteParams(ValueError):
+    """Parameters with NaN or Inf, refused by `save_inference_params`."""
 
 
 def is_inference_checkpoint(path: paths.PathLike) -> bool:
@@ -104,12 +124,56 @@ def _state_handler() -> ocp.PyTreeCheckpointHandler:
     return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
 
 
+CHECKSUMS_ITEM = "checksums"
+
+
+def _bits(x: jax.Array) -> jax.Array:
+    """x's bit patterns as uint32 (2- and 1-byte types zero-extended)."""
+    if x.dtype == jnp.bool_:
+        return x.astype(jnp.uint32)
+    unsigned = {4: jnp.uint32, 2: jnp.uint16, 1: jnp.uint8}[x.dtype.itemsize]
+    return jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+
+
+@jax.jit
+def _digest(tree) -> tuple[jax.Array, list[jax.Array]]:
+    """(whether every floating leaf is finite, each leaf's bit patterns summed mod 2^32)."""
+    leaves = jax.tree.leaves(tree)
+    checks = [jnp.all(jnp.isfinite(x)) for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+    finite = jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
+    return finite, [jnp.sum(_bits(x), dtype=jnp.uint32) for x in leaves]
+
+
+def state_digest(tree) -> tuple[bool, dict[str, int]]:
+    """(whether every floating leaf of `tree` is finite, {leaf path: checksum}).
+
+    A leaf's checksum is the sum of its elements' bit patterns modulo 2^32: integer addition
+    is exact in any order, so it is the same on any sharding, device or process count, and any
+    single flipped bit changes it. `tree`: arrays (sharded or not) or numpy arrays.
+    """
+    finite, sums = jax.device_get(_digest(tree))
+    paths_ = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    return bool(finite), {p: int(v) for p, v in zip(paths_, sums, strict=True)}
+
+
+class CheckpointSaveError(OSError):
+    """A training checkpoint could not be written (a full disk, a lost bucket); the message
+    names the step and the newest complete one, from which a rerun resumes."""
+
+
 class TrainCheckpointer:
-    """Composite training checkpoints: train state + input-pipeline iterator state.
+    """Composite training checkpoints: train state + input-pipeline iterator state + the
+    state's checksums (`state_digest`).
 
     Saves are asynchronous; `max_to_keep` recent steps are kept. The iterator (a grain
     `DatasetIterator`, or anything with `get_state`/`set_state`) is saved beside the state so a
     resumed run sees exactly the batches an uninterrupted one would have.
+
+    A state that is not finite is never written (`FloatingPointError`). A save that fails is
+    reported at the next `save`, `check` or `close` as a one-line `CheckpointSaveError`. A
+    step that restores with other checksums than it was saved with, with non-finite values
+    or with an impossible iterator state (a negative position) counts as damaged: it is set
+    aside and the next older step is restored (`restore_newest_readable`).
 
     Args:
       directory: where step folders go (created).
@@ -127,22 +191,86 @@ class TrainCheckpointer:
         self.manager = ocp.CheckpointManager(
             paths.resolve(directory),
             options=options,
-            item_handlers={"state": _state_handler(), "data": grain.checkpoint.CheckpointHandler()},
+            item_handlers={
+                "state": _state_handler(),
+                "data": grain.checkpoint.CheckpointHandler(),
+                CHECKSUMS_ITEM: ocp.JsonCheckpointHandler(),
+            },
         )
+        self._pending: int | None = None  # a save started and not yet known to be complete
+        self._complete = self.manager.latest_step()  # the newest step known to be on disk
 
     def latest_step(self) -> int | None:
         """The newest saved step, or None."""
         return self.manager.latest_step()
 
     def save(self, step: int, state, data_iterator=None, *, force: bool = False) -> bool:
-        """Saves when `step` is due (or `force`); returns whether a save started."""
-        items = {"state": ocp.args.PyTreeSave(state)}
+        """Saves when `step` is due (or `force`); returns whether a save started.
+
+        Waits for the previous save first (`CheckpointSaveError` if it failed) and refuses a
+        non-finite `state` (`FloatingPointError`), naming the newest complete step."""
+        self._finish_pending()
+        finite, checksums = state_digest(state)
+        if not finite:
+            raise FloatingPointError(
+                f"step {step}: the parameters or optimiser state hold NaN or Inf, so the step "
+                f"was not saved; {self._newest()}. Lower the learning rate or check the data."
+            )
+        items = {
+            "state": ocp.args.PyTreeSave(state),
+            CHECKSUMS_ITEM: ocp.args.JsonSave(checksums),
+        }
         if data_iterator is not None:
             items["data"] = self._grain.checkpoint.CheckpointSave(data_iterator)
-        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        try:
+            started = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        except Exception as err:  # Orbax and TensorStore raise many types
+            raise self._save_error(step, err) from err
+        if started:
+            self._pending = step
+        return started
+
+    def check(self) -> None:
+        """Raises `CheckpointSaveError` if a save running in the background has failed."""
+        if self._pending is None:
+            return
+        try:
+            self.manager.check_for_errors()
+        except Exception as err:
+            raise self._save_error(self._pending, err) from err
+
+    def _finish_pending(self) -> None:
+        """Waits for the pending save; raises `CheckpointSaveError` if it failed."""
+        if self._pending is None:
+            return
+        step, self._pending = self._pending, None
+        try:
+            self.manager.wait_until_finished()
+        except Exception as err:
+            raise self._save_error(step, err) from err
+        self._complete = step
+
+    def _newest(self) -> str:
+        """Which step a rerun resumes from, as a phrase."""
+        if self._complete is None:
+            return "no checkpoint is on disk yet"
+        return f"the newest complete checkpoint is step {self._complete}"
+
+    def _save_error(self, step: int, err: BaseException) -> CheckpointSaveError:
+        inner = _exception_chain(err)[-1]
+        reason = (str(inner).splitlines() or [""])[0] or type(inner).__name__
+        directory = self.manager.directory
+        return CheckpointSaveError(
+            f"{directory}: saving step {step} failed ({reason}); {self._newest()}, which a "
+            "rerun resumes from"
+        )
 
     def restore(self, step: int, abstract_state, data_iterator=None):
-        """Restores the state onto `abstract_state`'s shardings (and the iterator in place)."""
+        """Restores the state onto `abstract_state`'s shardings (and the iterator in place).
+
+        Raises `CorruptCheckpoint` when the restored state's checksums differ from the saved
+        ones (steps saved without checksums are not checked), when it holds NaN or Inf, or when
+        the iterator's restored position is negative."""
         items = {
             "state": ocp.args.PyTreeRestore(
                 item=abstract_state,
@@ -150,8 +278,38 @@ class TrainCheckpointer:
             )
         }
         if data_iterator is not None:
+            self._check_iterator_file(step)
             items["data"] = self._grain.checkpoint.CheckpointRestore(data_iterator)
-        return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
+        has_checksums = (self._step_dir(step) / CHECKSUMS_ITEM).exists()
+        if has_checksums:
+            items[CHECKSUMS_ITEM] = ocp.args.JsonRestore()
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        state = restored["state"]
+        finite, checksums = state_digest(state)
+        if has_checksums:
+            saved = restored[CHECKSUMS_ITEM]
+            changed = [k for k, v in checksums.items() if saved.get(k) != v]
+            if changed:
+                raise CorruptCheckpoint(
+                    f"{self._step_dir(step)}: {len(changed)} array(s) differ from their saved "
+                    f"checksums, first {changed[0]} (bit rot or an overwritten file)"
+                )
+        if not finite:
+            raise CorruptCheckpoint(f"{self._step_dir(step)}: the state holds NaN or Inf")
+        return state
+
+    def _check_iterator_file(self, step: int) -> None:
+        """Raises `CorruptCheckpoint` when this process's saved iterator state (grain's JSON)
+        holds an impossible position; a file that does not parse is left to the restore."""
+        name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        path = self._step_dir(step) / "data" / name
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        problem = _iterator_state_problem(saved)
+        if problem:
+            raise CorruptCheckpoint(f"{path}: {problem}")
 
     def restore_newest_readable(self, abstract_state, data_iterator=None):
         """Restores the newest step that reads back; returns (step, state), or None if none does.
@@ -168,6 +326,8 @@ class TrainCheckpointer:
             reason, state = None, None
             try:
                 state = self.restore(step, abstract_state, data_iterator)
+            except CorruptCheckpoint as err:
+                reason = str(err)
             except Exception as err:  # Orbax, TensorStore and json raise many types
                 reason = corruption_reason(self._step_dir(step), err)
                 if reason is None and isinstance(err, ValueError):
@@ -179,7 +339,10 @@ class TrainCheckpointer:
                 if reason is None:
                     raise
             if _everywhere(reason is None):
+                self._complete = step
                 return step, state
+            if data_iterator is not None:
+                data_iterator.set_state(initial)
             self._set_aside(step, reason or "unreadable on another process")
         if initial is not None:
             data_iterator.set_state(initial)
@@ -220,13 +383,38 @@ class TrainCheckpointer:
         return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]["params"]
 
     def wait(self) -> None:
-        """Blocks until pending asynchronous saves are on disk."""
-        self.manager.wait_until_finished()
+        """Blocks until pending asynchronous saves are on disk (`CheckpointSaveError` if one
+        failed)."""
+        self._finish_pending()
 
     def close(self) -> None:
-        """Waits for saves and releases the manager."""
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for saves and releases the manager (`CheckpointSaveError` if a save failed)."""
+        try:
+            self._finish_pending()
+        finally:
+            self.manager.close()
+
+
+class CorruptCheckpoint(ValueError):
+    """A step that restored but whose contents cannot be right (see `TrainCheckpointer`)."""
+
+
+def _iterator_state_problem(state, where: str = "") -> str | None:
+    """What is impossible in an input iterator's state (a nested dict/list of JSON values):
+    a negative integer (positions and counters are never negative); else None."""
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        if isinstance(state, int) and not isinstance(state, bool) and state < 0:
+            return f"{where or 'state'} is {state}, a negative position"
+        return None
+    for key, value in items:
+        problem = _iterator_state_problem(value, f"{where}.{key}" if where else str(key))
+        if problem:
+            return problem
+    return None
 
 
 # TensorStore's status codes (and phrases) for a file that is short, garbled or missing.

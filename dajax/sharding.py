@@ -121,11 +121,13 @@ def process_batch_size(global_size: int, name: str = "batch", devices: bool = Fa
         over all of them, `batch_sharding`).
 
     Raises:
-      ValueError: one line naming the numbers, when the processes (or the devices) cannot
-        divide `global_size`.
+      ValueError: one line naming the field and the numbers, when `global_size` is not a
+        positive integer or the processes (or the devices) cannot divide it.
     """
     parts = [jax.process_count()] + ([jax.device_count()] if devices else [])
-    if global_size < 1 or any(global_size % n for n in parts):
+    if isinstance(global_size, bool) or not isinstance(global_size, int) or global_size < 1:
+        raise ValueError(f"{name}: {global_size!r} must be a positive integer (a global batch)")
+    if any(global_size % n for n in parts):
         over = f"{parts[0]} process(es)" + (f" and {parts[1]} device(s)" if devices else "")
         raise ValueError(
             f"{name}: a global batch of {global_size} does not divide over {over}; set it to a "

@@ -72,12 +72,15 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
 
     The workdir is locked for the run (`workdir_lock`: a second run on it refuses to start).
     Resuming restores the newest readable checkpoint (a damaged newer one is moved aside).
-    Raises `Preempted` (after saving) when a process receives SIGTERM (`preemption`).
+    Raises `Preempted` (after saving) when a process receives SIGTERM, or SIGINT (Ctrl-C) in
+    a run without JAX's preemption service (`preemption`). Checks the loop fields first
+    (`check_loop_config`); never saves a non-finite state (`checkpoints.TrainCheckpointer`).
 
     Config fields used: `seed`, `total_steps`, `log_every`, `checkpoint_every`,
     `keep_checkpoints`, `mesh.fsdp`, `mesh.fsdp_min_size`, and, when `eval_every > 0`,
     `eval` (validation, see `dajax.training.validation`).
     """
+    check_loop_config(config)
     with locked_workdir(workdir), runtime.compile_report(f"training {workdir}"):
         for line in recipe.plan:
             log.info(line)
@@ -98,6 +101,26 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
                 return _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt)
         finally:
             ckpt.close()
+
+
+# Loop fields and the smallest value each takes.
+_LOOP_MINIMA = {
+    "total_steps": 1,
+    "log_every": 1,
+    "checkpoint_every": 1,
+    "keep_checkpoints": 1,
+    "image_every": 0,
+    "eval_every": 0,
+}
+
+
+def check_loop_config(config) -> None:
+    """Refuses, in one line naming the field, a loop field that is not an integer at or above
+    its minimum (`_LOOP_MINIMA`; fields a config does not have are skipped)."""
+    for field, minimum in _LOOP_MINIMA.items():
+        value = config.get(field, minimum)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"config.{field}: {value!r} must be an integer >= {minimum}")
 
 
 def initial_state(recipe: Recipe, config, mesh):
@@ -162,6 +185,7 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
                 log_now = step % config.log_every == 0 or last
                 if log_now:
                     _log(step, state, metrics, batch, recipe, metrics_log, t_log, step_log)
+                    ckpt.check()  # a background save that failed stops the run here
                 if validator and (step % config.eval_every == 0 or last):
                     validator(step, state.params, metrics_log)
                 if log_now:  # images/s leave out the log steps' work and validation
@@ -173,8 +197,8 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
                     metrics_log.write_curves()
                 progress.update(1)
                 if preempted:
-                    log.warning("SIGTERM: saved step %d, exiting", step)
-                    raise Preempted(step)
+                    log.warning("%s: saved step %d, exiting", preemption.signal_name, step)
+                    raise Preempted(step, preemption.signal_number)
             if ckpt.latest_step() != step:
                 ckpt.save(step, state, recipe.batches, force=True)
             seconds = time.perf_counter() - t_start

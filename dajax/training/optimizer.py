@@ -15,6 +15,7 @@ Config fields (`config.optim`):
 
 from __future__ import annotations
 
+import math
 import re
 
 import flax
@@ -65,12 +66,42 @@ def _group_name(pattern: str) -> str:
     return re.sub(r"[^\w/]+", "", pattern).strip("/") or "rest"
 
 
+# Fields that must be finite and >= 0, and those that must also be > 0.
+_NON_NEGATIVE = ("base_lr", "weight_decay", "eps", "grad_clip", "poly_power")
+_BELOW_ONE = ("b1", "b2")
+
+
+def check_optim(optim) -> None:
+    """Refuses, in one line naming the field, an `optim` that would train on NaN: a learning
+    rate, multiplier, weight decay, eps, clip or power that is not a finite number >= 0 (the
+    base learning rate > 0), Adam betas outside [0, 1), or negative warm-up steps."""
+
+    def bad(field: str, value, rule: str) -> ValueError:
+        return ValueError(f"config.optim.{field}: {value!r} {rule}")
+
+    for field in _NON_NEGATIVE + _BELOW_ONE:
+        value = optim[field]
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise bad(field, value, "must be a finite number >= 0")
+    if optim.base_lr == 0:
+        raise bad("base_lr", optim.base_lr, "must be > 0 (set lr_mults to 0 to freeze a group)")
+    for field in _BELOW_ONE:
+        if optim[field] >= 1:
+            raise bad(field, optim[field], "must be < 1")
+    for i, (pattern, mult) in enumerate(optim.lr_mults):
+        if not isinstance(mult, (int, float)) or not math.isfinite(mult) or mult < 0:
+            raise bad(f"lr_mults.{i}", (pattern, mult), "needs a finite multiplier >= 0")
+    if optim.warmup_steps < 0:
+        raise bad("warmup_steps", optim.warmup_steps, "must be >= 0")
+
+
 def build_optimizer(optim, params, total_steps: int):
     """The optax transformation and a `learning_rates(step) -> {'lr/<group>': lr}` function.
 
     Groups are named after their regex with the regex syntax removed (`^depth_head/` ->
     `depth_head`); a pattern with no name characters (`.*`) is `rest`.
     """
+    check_optim(optim)
     labels = param_labels(params, optim.lr_mults)
     groups = {}
     schedules = {}

@@ -10,6 +10,7 @@ each step; when it says yes, every process saves that same step and raises `Pree
   at that step on every process. Each call is a local check: no collective, no wait for the
   device, so the host keeps dispatching steps ahead of the accelerator.
 - One process without `jax.distributed`: a SIGTERM handler sets a flag that each step reads.
+  Ctrl-C (SIGINT) does the same there (save, exit 130); a second Ctrl-C stops at once.
 - Several processes with JAX's service switched off (`jax_enable_preemption_service=False`):
   the flag, OR-ed over processes by a one-integer all-gather at log steps only (where the
   loop already waits for the step's metrics); a preemption then saves at the next log step.
@@ -25,15 +26,16 @@ from jax.experimental import multihost_utils
 
 
 class Preempted(SystemExit):
-    """Raised after a preemption save; exits the process with status 143 (128 + SIGTERM).
+    """Raised after a preemption save; exits the process with status 128 + the signal's
+    number (143 for SIGTERM, 130 for SIGINT).
 
     The checkpoint is on disk when it propagates, so a restarted job resumes where this one
     stopped. A non-zero status tells schedulers (Slurm `--requeue`, TPU queued resources) that
     the job did not finish.
     """
 
-    def __init__(self, step: int):
-        super().__init__(143)
+    def __init__(self, step: int, signal_number: int = signal.SIGTERM):
+        super().__init__(128 + int(signal_number))
         self.step = step
 
 
@@ -50,12 +52,21 @@ class PreemptionWatch:
             jax.distributed.is_initialized() and jax.config.jax_enable_preemption_service
         )
         self._signalled = False
-        self._previous = None
+        self.signal_number = signal.SIGTERM
+        self._previous = {}
         if not self.uses_jax_service:  # JAX's service installs its own SIGTERM handler
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
 
-    def _handle(self, *_):
-        self._signalled = True
+    @property
+    def signal_name(self) -> str:
+        """The stopping signal's name, e.g. 'SIGTERM'."""
+        return signal.Signals(self.signal_number).name
+
+    def _handle(self, signum, frame):
+        if self._signalled and signum == signal.SIGINT:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._signalled, self.signal_number = True, signum
 
     def reached(self, step: int) -> bool:
         """Whether every process is to save `step` and exit (called after every step, with the
@@ -70,7 +81,7 @@ class PreemptionWatch:
         return bool(np.max(flags))
 
     def close(self) -> None:
-        """Puts back the SIGTERM handler that was there before."""
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+        """Puts back the SIGTERM and SIGINT handlers that were there before."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}

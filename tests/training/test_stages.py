@@ -116,6 +116,24 @@ def test_convert_and_export_write_a_runs_checkpoint_params(teacher_run, tmp_path
     assert "neither a dajax checkpoint" in capsys.readouterr().err
 
 
+def test_ctrl_c_saves_like_sigterm_and_exits_130(teacher_run, tmp_path, monkeypatch):
+    config = teacher_run[0].copy_and_resolve_references()
+    config.total_steps = 4
+    log_step = loop._log_step
+
+    def interrupt_at_step_2(step, *args):
+        log_step(step, *args)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(loop, "_log_step", interrupt_at_step_2)
+    with pytest.raises(loop.Preempted) as stopped:
+        teacher.run(config, str(tmp_path / "run"))
+    assert stopped.value.code == 130 and stopped.value.step == 2
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["2"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_sigterm_saves_and_the_resumed_run_matches_the_uninterrupted_one(
     teacher_run, tmp_path, monkeypatch
 ):
