@@ -139,10 +139,10 @@ def blocked_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.nda
 
     Where one query block's float32 scores for every (image, head) fit in `VECTORISED_TILE`
     bytes, all heads are vectorised (`vmap`): short sequences then take a few large matmuls
-    instead of a loop of tiny ones (for a symbolic batch size: sequences of one block). Longer ones: one device loops over every (image, head).
-    With several devices the batch may be sharded, and a loop over a sharded axis gathers
-    every image onto every device, so there the images are vectorised and only the heads are
-    looped over.
+    instead of a loop of tiny ones (for a symbolic batch size: sequences of one block).
+    Longer ones: one device loops over every (image, head). With several devices the batch
+    may be sharded, and a loop over a sharded axis gathers every image onto every device, so
+    there the images are vectorised and only the heads are looped over.
     """
     b, h, n, d = q.shape
     per_head = jax.vmap(_head_attention)
