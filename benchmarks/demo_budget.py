@@ -24,52 +24,14 @@ import os
 import sys
 import time
 
-import jax
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from configs import student as student_config  # noqa: E402
 from configs import teacher as teacher_config  # noqa: E402
 from dajax.data.registry import build_source  # noqa: E402
-from dajax.eval.align import relative_depth_metrics  # noqa: E402
 from dajax.eval.evaluate import evaluate_checkpoints  # noqa: E402
+from dajax.eval.oracle import oracle_scores  # noqa: E402
 from dajax.training import teacher  # noqa: E402
-
-
-def grid_oracle(depth: np.ndarray, mask: np.ndarray, grid: int) -> np.ndarray:
-    """The ground truth's disparity seen through a `grid` x `grid` partition of the image:
-    averaged over each cell, then interpolated bilinearly back to full size.
-
-    Args:
-      depth: [H, W] metres; mask: [H, W] bool, valid pixels. Invalid pixels count as
-        disparity 0 (sky lies at infinity).
-      grid: cells per side (cell edges at rounded multiples of H / grid and W / grid).
-
-    Returns:
-      [H, W] float32 disparity.
-    """
-    disparity = np.where(mask, 1.0 / np.maximum(depth, 1e-6), 0.0)
-    rows = np.linspace(0, depth.shape[0], grid + 1).round().astype(int)
-    cols = np.linspace(0, depth.shape[1], grid + 1).round().astype(int)
-    cells = np.array(
-        [
-            [disparity[r0:r1, c0:c1].mean() for c0, c1 in zip(cols[:-1], cols[1:], strict=True)]
-            for r0, r1 in zip(rows[:-1], rows[1:], strict=True)
-        ],
-        np.float32,
-    )
-    return np.asarray(jax.image.resize(cells, depth.shape, "linear"))
-
-
-def oracle_scores(source, grid: int, max_depth: float) -> dict:
-    """Mean AbsRel and δ1 of `grid_oracle` over every record of `source`."""
-    records = [source[i] for i in range(len(source))]
-    depth = np.stack([r["depth"] for r in records])
-    mask = np.stack([r["mask"] for r in records]) & (depth > 0)
-    pred = np.stack([grid_oracle(d, m, grid) for d, m in zip(depth, mask, strict=True)])
-    scores = relative_depth_metrics(pred, depth, mask, max_depth)
-    return {k: float(np.mean(scores[k])) for k in ("abs_rel", "a1")} | {"images": len(records)}
 
 
 def markdown(results: dict, runs: dict) -> str:

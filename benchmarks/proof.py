@@ -9,7 +9,7 @@ cameras): the demo's teacher is trained on the labeled scenes and pseudo-labels 
 (`dajax.training.demo.train_teacher_and_label`); one student per row is trained from the same
 initial encoder on the same labels; every model is scored on the held-out scenes with the
 zero-shot relative protocol (`evaluate_checkpoints`), beside the trivial baselines and the
-token-grid oracle of `benchmarks/demo_budget.py`. Rows:
+token-grid oracle (`dajax.eval.oracle`). Rows:
 
 | row | what |
 |---|---|
@@ -48,10 +48,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from benchmarks.demo_budget import grid_oracle, oracle_scores  # noqa: E402
 from benchmarks.hardware import cpu_model_and_flags  # noqa: E402
 from configs import student as student_config  # noqa: E402
 from dajax.data.registry import build_source  # noqa: E402
+from dajax.eval import oracle  # noqa: E402
 from dajax.eval.baselines import ConstantDisparity, VerticalRamp  # noqa: E402
 from dajax.eval.evaluate import evaluate_checkpoints, predict  # noqa: E402
 from dajax.inference import DepthEstimator  # noqa: E402
@@ -66,8 +66,12 @@ STUDENTS = {
     "student_lu_s": {"unlabeled": True, **_S, "feature": False},
     "student": {"unlabeled": True, **_S, "feature": True},
 }
-# The trivial rows: their names here -> their names in `evaluate_checkpoints`' results.
-TRIVIAL = {"ramp": "trivial: vertical ramp", "constant": "trivial: constant disparity"}
+# The reference rows: their names here -> their names in `evaluate_checkpoints`' results.
+REFERENCE_ROWS = {
+    "ramp": "trivial: vertical ramp",
+    "constant": "trivial: constant disparity",
+    "oracle": oracle.ORACLE_ROW,
+}
 ROWS = ("ramp", "constant", "oracle", "teacher", *STUDENTS)
 GAP_ROWS = ("teacher", *STUDENTS)  # rows with a "gap closed" cell
 # Held-out families start here, above the small seeds the training sets use (1 and 2).
@@ -156,16 +160,14 @@ def run_seed(config, workdir: str) -> tuple[list[dict], dict]:
         seconds[name] = time.time() - start
     start = time.time()
     scores = evaluate_checkpoints(checkpoints, config.eval, workdir)
-    scores = {name: scores[TRIVIAL.get(name, name)] for name in ROWS if name != "oracle"}
+    scores = {name: scores[REFERENCE_ROWS.get(name, name)] for name in ROWS}
     source = build_source(config.eval.data)
-    grid = config.eval.input_size // PATCH_SIZE
-    scores["oracle"] = oracle_scores(source, grid, config.eval.max_depth)
     records = [source[i] for i in range(len(source))]
     images = [r["image"] for r in records]
     predictions = {
         "ramp": VerticalRamp().batch(images),
         "constant": ConstantDisparity().batch(images),
-        "oracle": [grid_oracle(r["depth"], r["mask"] & (r["depth"] > 0), grid) for r in records],
+        "oracle": oracle.oracle_predictions(records, config.eval.input_size // PATCH_SIZE),
     }
     for name, path in checkpoints.items():
         estimator = DepthEstimator.from_pretrained(path, input_size=config.eval.input_size)
@@ -194,8 +196,8 @@ def gap_closed(entries: list[dict]) -> dict[str, np.ndarray]:
     """{row in GAP_ROWS: [S] per seed (ramp − row) / (ramp − oracle) in AbsRel}: 0 at the
     ramp, 1 at the token-grid oracle."""
     absrel = _by_row(entries, "absrel")
-    gap = absrel["ramp"] - absrel["oracle"]
-    return {name: (absrel["ramp"] - absrel[name]) / gap for name in GAP_ROWS}
+    ramp, best = absrel["ramp"], absrel["oracle"]
+    return {name: oracle.gap_closed(absrel[name], ramp, best) for name in GAP_ROWS}
 
 
 def _mean_std(values: np.ndarray) -> tuple[float, float]:

@@ -36,7 +36,9 @@ from dajax.eval.metrics import (
     crop_mask,
     per_image_metrics,
 )
+from dajax.eval.oracle import ORACLE_ROW, gap_closed, oracle_scores
 from dajax.inference import DepthEstimator, load_estimator
+from dajax.models.variants import PATCH_SIZE
 
 log = logging.getLogger("dajax")
 
@@ -187,6 +189,22 @@ def format_table(results: dict, protocol: str, reference: dict | None = None) ->
     return "\n".join(lines)
 
 
+RAMP_ROW = "trivial: vertical ramp"  # `evaluate_checkpoints`' row of BASELINES' ramp
+
+
+def _with_gap_closed(table: str, results: dict, models) -> str:
+    """`table` (one line per entry of `results`, in order, under a header and a separator) with
+    a "gap closed" column: for each of `models`, the share of the AbsRel gap from the vertical
+    ramp to the token-grid oracle it closes (`oracle.gap_closed`); blank for the other rows."""
+    ramp, oracle = results[RAMP_ROW]["abs_rel"], results[ORACLE_ROW]["abs_rel"]
+    lines = table.split("\n")
+    cells = ["gap closed ↑", "---"] + [
+        f"{gap_closed(scores['abs_rel'], ramp, oracle):.2f}" if name in models else ""
+        for name, scores in results.items()
+    ]
+    return "\n".join(f"{line} {cell} |" for line, cell in zip(lines, cells, strict=True))
+
+
 def _write_results(workdir: str, name: str, payload: dict) -> str:
     path = paths.resolve(workdir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,10 +241,12 @@ def run(config, workdir: str) -> dict:
 
 def evaluate_checkpoints(checkpoints: dict[str, str], eval_cfg, workdir: str) -> dict:
     """Zero-shot relative scores of named checkpoints on one source (the demo's final table),
-    below the trivial baselines' rows (`dajax.eval.baselines`) so the numbers can be judged;
-    prints the table and writes `workdir/eval.json` ({name: scores}). Checkpoints of one
-    architecture share their network's compiles (`inference.jitted_forward`); the log gets the
-    compile seconds."""
+    below the trivial baselines' rows (`dajax.eval.baselines`) and the token-grid oracle's
+    (`dajax.eval.oracle`, one cell per patch token of `eval_cfg.input_size`) so the numbers can
+    be judged; prints the table, with the share of the ramp-to-oracle gap each checkpoint
+    closes, and writes `workdir/eval.json` ({name: scores}). Checkpoints of one architecture
+    share their network's compiles (`inference.jitted_forward`); the log gets the compile
+    seconds."""
     source = build_source(eval_cfg.data)
     bench = Bench(eval_cfg.get("min_depth", 1e-3), eval_cfg.max_depth, "none", "relative")
     estimators = {f"trivial: {name}": make() for name, make in BASELINES.items()}
@@ -237,7 +257,14 @@ def evaluate_checkpoints(checkpoints: dict[str, str], eval_cfg, workdir: str) ->
             name: evaluate(est, source, bench, "relative", eval_cfg.batch_size, progress=name)
             for name, est in estimators.items()
         }
-    table = format_table(results, "relative").replace("| dataset |", "| model |", 1)
+    oracle = oracle_scores(source, eval_cfg.input_size // PATCH_SIZE, eval_cfg.max_depth)
+    trivial = {name: scores for name, scores in results.items() if name not in checkpoints}
+    results = {**trivial, ORACLE_ROW: oracle, **{name: results[name] for name in checkpoints}}
+    table = _with_gap_closed(
+        format_table(results, "relative").replace("| dataset |", "| model |", 1),
+        results,
+        checkpoints,
+    )
     if jax.process_index() == 0:
         print(f"held-out set: {len(source)} images ({eval_cfg.data.kind})\n{table}", flush=True)
         _write_results(workdir, "eval.json", results)
