@@ -13,7 +13,10 @@ for `all`, `root/<name>` with root default `data`). The expected file layout of
 each is in `dajax/data/benchmark_sources.py` and `dajax/data/rgbd_sources.py`; any path can be
 overridden, e.g. `--config.benchmarks.kitti.data.list_file=...`. `protocol=auto` scores
 relative models with the scale-and-shift-aligned AbsRel/δ1 and metric models with the nine
-metric-depth metrics; `flip` averages with the mirrored image's prediction.
+metric-depth metrics; `flip` averages with the mirrored image's prediction. The checkpoint
+options of `python -m dajax.predict` are config arguments here, under the same names
+(`arch`, `version`, `head`, `max_depth` in metres, `pos_embed`; `dajax/weights/options.py`):
+`weights=depth_anything_vitl14.pth,version=v1`. `weights` may be a training run's workdir.
 """
 
 import os
@@ -21,6 +24,7 @@ import os
 import ml_collections
 
 from configs import common
+from dajax.weights import options
 
 ZERO_SHOT = ("kitti", "nyu", "sintel", "ddad", "eth3d", "diode")
 
@@ -113,6 +117,7 @@ def get_config(arg=None):
         batch=4,
         dtype="float32",
         impl="fast",
+        **options.CONFIG_UNSET,
     )
     names = ZERO_SHOT if args.dataset == "all" else (args.dataset,)
     table = benchmarks(args.root, single=args.dataset != "all")
@@ -130,6 +135,8 @@ def get_config(arg=None):
     config.batch_size = args.batch
     config.dtype = args.dtype
     config.impl = args.impl  # 'reference': the plain model (dajax/models/reference.py), float32
+    # The loader options every entry point shares (dajax/weights/options.py); "" / 0.0: unset.
+    config.load = {name: args[name] for name in options.NAMES}
     config.reference = {
         "relative": {
             enc: {n: {"abs_rel": r[0], "a1": r[1]} for n, r in rows.items()}

@@ -22,6 +22,8 @@ import tempfile
 
 import numpy as np
 
+from dajax.weights.options import add_loader_options, loader_kwargs
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # set before gradio is imported
 
 RANDOM_NOTE = (
@@ -74,7 +76,7 @@ def describe(estimator, weights: str | None) -> str:
         if estimator.metric
         else ("relative disparity (bigger = nearer, unknown scale and shift)")
     )
-    source = f"`{os.path.basename(weights)}`" if weights else RANDOM_NOTE
+    source = f"`{os.path.basename(os.path.normpath(weights))}`" if weights else RANDOM_NOTE
     return f"Weights: {source}  \nModel: Depth Anything {c.version.upper()} {c.encoder}, {kind}."
 
 
@@ -124,19 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dajax.app", description=__doc__.split("\n")[0])
     p.add_argument(
         "--weights",
-        help="checkpoint, as for dajax.predict (default: none, random demo weights)",
+        help="checkpoint, as for dajax.predict: a file, a converted folder, a training run's "
+        "--workdir or hf:REPO/FILE (default: none, random demo weights)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: %(default)s)")
     p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
     p.add_argument(
         "--input-size", type=int, default=518, help="shorter network side (default: %(default)s)"
-    )
-    p.add_argument(
-        "--pos-embed",
-        choices=["official", "hf"],
-        default=None,
-        help="position-embedding resize rule, see dajax.predict (default: the rule a converted "
-        "folder saved, else official)",
     )
     p.add_argument(
         "--impl",
@@ -150,19 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="horizontal field of view for metric point clouds, degrees (default: %(default)s)",
     )
+    add_loader_options(p)
     return p
 
 
 def load(args: argparse.Namespace):
-    """The estimator for `args`: the checkpoint, or a seeded random ViT-S."""
+    """The estimator for `args`: the checkpoint (with the loader options,
+    `dajax.weights.options`), or a seeded random ViT-S (`--arch` sets its size)."""
     from dajax.inference import DepthEstimator
     from dajax.models import ModelConfig
 
+    options = loader_kwargs(args)
     if not args.weights:
-        config = ModelConfig.from_variant("vits", "v2")
+        config = ModelConfig.from_variant(options["arch"] or "vits", "v2")
         return DepthEstimator.random(config, input_size=args.input_size, impl=args.impl)
     return DepthEstimator.from_pretrained(
-        args.weights, input_size=args.input_size, pos_embed=args.pos_embed, impl=args.impl
+        args.weights, **options, input_size=args.input_size, impl=args.impl
     )
 
 

@@ -18,14 +18,11 @@ is the older spelling of `python -m dajax.convert W O`. Errors print one line an
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from dajax import checkpoints, export
+from dajax.weights.options import OPTIONS, add_loader_options, loader_kwargs
 from dajax.weights.pretrained import load_depth_anything
-
-# Options that describe a checkpoint file; a training run's model_config.json says them.
-FILE_OPTIONS = ("arch", "version", "head", "max_depth", "pos_embed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,35 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="for a training workdir: the checkpoint step (default: the newest)",
     )
-    p.add_argument(
-        "--arch",
-        choices=["vits", "vitb", "vitl", "vitg"],
-        help="encoder size, checked against the tensors (default: read from the tensors)",
-    )
-    p.add_argument(
-        "--version",
-        choices=["v1", "v2"],
-        help="Depth Anything version (default: from the file name or config.json; V1 and V2 "
-        "ViT-S/B/L files look alike, so other names need it)",
-    )
-    p.add_argument(
-        "--head",
-        choices=["relative", "metric"],
-        help="depth head (default: metric when the file name or config.json says so, else "
-        "relative)",
-    )
-    p.add_argument(
-        "--max-depth",
-        type=float,
-        help="metres, for metric heads (default: from the file name, hypersim 20 / vkitti 80, "
-        "or config.json)",
-    )
-    p.add_argument(
-        "--pos-embed",
-        choices=["official", "hf"],
-        help="position-embedding interpolation: the official DINOv2 rule or transformers' "
-        "(default: a dajax checkpoint's saved rule, else official)",
-    )
+    add_loader_options(p)
     return p
 
 
@@ -79,14 +48,13 @@ def convert(args: argparse.Namespace) -> str:
 
     Raises:
       ValueError: options that do not fit the source kind (`--step` for a checkpoint file,
-        `--arch`/`--version`/`--head`/`--max-depth`/`--pos-embed` for a training workdir), a
-        `--max-depth` that is not a finite number > 0, or a source the readers refuse;
-        OSError: a missing file, or `args.out` exists.
+        the loader options of `dajax.weights.options` for a training workdir, whose
+        model_config.json says them), or a source the readers refuse; OSError: a missing file,
+        or `args.out` exists.
     """
-    if args.max_depth is not None and not (math.isfinite(args.max_depth) and args.max_depth > 0):
-        raise ValueError(f"--max-depth {args.max_depth}: not a finite number of metres > 0")
+    load = loader_kwargs(args)
     if export.is_run(args.src):
-        given = [f"--{name.replace('_', '-')}" for name in FILE_OPTIONS if getattr(args, name)]
+        given = [option.flag for option in OPTIONS if load[option.name] is not None]
         if given:
             raise ValueError(
                 f"{args.src}: a training workdir, whose model_config.json sets the "
@@ -98,9 +66,7 @@ def convert(args: argparse.Namespace) -> str:
         raise ValueError(
             f"{args.src}: --step needs a training workdir (a folder with checkpoints/)"
         )
-    config, params = load_depth_anything(
-        args.src, **{name: getattr(args, name) for name in FILE_OPTIONS}
-    )
+    config, params = load_depth_anything(args.src, **load)
     checkpoints.save_inference_params(args.out, params, config)
     return (
         f"wrote {args.out}: {config.encoder} {config.version} {config.head} "

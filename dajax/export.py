@@ -4,7 +4,8 @@
 Reads `WORKDIR/model_config.json` (written when training starts) and the params of the newest
 (or `--step`) checkpoint in `WORKDIR/checkpoints`, without the optimiser state, and writes an
 Orbax inference checkpoint that `DepthEstimator.from_pretrained(OUT)` and
-`python -m dajax.predict --weights OUT` load.
+`python -m dajax.predict --weights OUT` load. `load_run` reads the params alone: it is how
+every loader takes a run folder (`dajax.weights.pretrained.load_depth_anything`).
 
     python -m dajax.export --workdir runs/student --out models/student --step 2000
 
@@ -24,6 +25,8 @@ import numpy as np
 from dajax import checkpoints, paths
 from dajax.models import DepthAnything, ModelConfig, param_shapes
 
+EXPORT_DIR = "export"  # where a finished training run writes its inference checkpoint
+
 
 def is_run(path: paths.PathLike) -> bool:
     """Whether `path` is a training run's workdir (a folder holding `checkpoints/`; local or a
@@ -31,11 +34,16 @@ def is_run(path: paths.PathLike) -> bool:
     return (paths.resolve(path) / "checkpoints").is_dir()
 
 
-def export_run(workdir: paths.PathLike, out: paths.PathLike, step: int | None = None) -> int:
-    """Writes the params of `workdir`'s checkpoint `step` (default: newest) to `out` (either
-    may be a bucket URL, `dajax.paths`).
+def load_run(workdir: paths.PathLike, step: int | None = None) -> tuple[ModelConfig, dict, int]:
+    """The params of `workdir`'s checkpoint `step` (default: newest), without the optimiser
+    state or the iterator.
 
-    Returns the exported step. Raises FileNotFoundError naming what is missing.
+    Returns:
+      (config from `model_config.json`, params as `jax.Array`s on the first local device in
+      their saved dtypes, the step).
+
+    Raises:
+      FileNotFoundError naming what is missing (the config, any saved step, the step).
     """
     config_path = paths.resolve(workdir) / checkpoints.CONFIG_FILE
     if not config_path.exists():
@@ -48,7 +56,10 @@ def export_run(workdir: paths.PathLike, out: paths.PathLike, step: int | None = 
     try:
         steps = ckpt.manager.all_steps()
         if not steps:
-            raise FileNotFoundError(f"{ckpt_dir}: no training checkpoints")
+            raise FileNotFoundError(
+                f"{workdir}: a training run with no saved step yet; wait for its first "
+                "checkpoint, or pass a checkpoint file or a converted folder"
+            )
         step = max(steps) if step is None else step
         if step not in steps:
             raise FileNotFoundError(f"{ckpt_dir}: no checkpoint for step {step}; have {steps}")
@@ -60,6 +71,16 @@ def export_run(workdir: paths.PathLike, out: paths.PathLike, step: int | None = 
         params = ckpt.restore_params(step, abstract)
     finally:
         ckpt.close()
+    return config, params, step
+
+
+def export_run(workdir: paths.PathLike, out: paths.PathLike, step: int | None = None) -> int:
+    """Writes the params of `workdir`'s checkpoint `step` (default: newest) to `out` (either
+    may be a bucket URL, `dajax.paths`).
+
+    Returns the exported step. Raises FileNotFoundError naming what is missing.
+    """
+    config, params, step = load_run(workdir, step)
     checkpoints.save_inference_params(out, jax.tree.map(np.asarray, params), config)
     return step
 

@@ -108,11 +108,13 @@ class DepthEstimator:
         max_side: int | None = None,
         impl: str = "fast",
     ) -> DepthEstimator:
-        """Loads an official `.pth`, a Hugging Face `.safetensors` or a dajax checkpoint.
+        """Loads an official `.pth`, a Hugging Face `.safetensors`, a dajax checkpoint or a
+        training run's workdir (its `export/`, else its newest step's params).
 
         See `dajax.weights.pretrained.load_depth_anything` for how `arch`, `version`, `head`
-        and `max_depth` are inferred when not given, and for `pos_embed` (None: the rule a
-        converted folder saved, else 'official').
+        and `max_depth` (metres) are inferred when not given, and for `pos_embed` (None: the
+        rule a converted folder saved, else 'official'); `dajax.weights.options` spells them
+        as command-line flags.
         """
         config, params = load_depth_anything(
             path, arch=arch, version=version, head=head, max_depth=max_depth, pos_embed=pos_embed
@@ -284,12 +286,25 @@ def is_zoedepth_checkpoint(path: str | os.PathLike) -> bool:
 
 
 def load_estimator(
-    path: str | os.PathLike, input_size: int = 518, dtype: str = "float32", impl: str = "fast"
+    path: str | os.PathLike,
+    input_size: int = 518,
+    dtype: str = "float32",
+    impl: str = "fast",
+    **load,
 ):
-    """A `ZoeDepthEstimator` for official V1 metric files (fast implementation only), else a
-    `DepthEstimator` (`impl` as there)."""
+    """A `ZoeDepthEstimator` for official V1 metric files (fast implementation only; of the
+    loader options `load`, only `max_depth` in metres applies), else a `DepthEstimator`
+    (`impl` and `load`, `dajax.weights.options.loader_kwargs`, as in its `from_pretrained`)."""
     if is_zoedepth_checkpoint(path):
         if impl != "fast":
             raise ValueError(f"{path}: ZoeDepth checkpoints run the fast model only, not {impl!r}")
-        return ZoeDepthEstimator.from_pretrained(path)
-    return DepthEstimator.from_pretrained(path, input_size=input_size, dtype=dtype, impl=impl)
+        other = sorted(k for k, v in load.items() if v is not None and k != "max_depth")
+        if other:
+            raise ValueError(
+                f"{path}: a ZoeDepth checkpoint; of the loader options only "
+                f"max_depth applies, not {', '.join(other)}"
+            )
+        return ZoeDepthEstimator.from_pretrained(path, max_depth=load.get("max_depth"))
+    return DepthEstimator.from_pretrained(
+        path, input_size=input_size, dtype=dtype, impl=impl, **load
+    )

@@ -33,6 +33,7 @@ from dajax.io.images import ImageReadError, read_image
 from dajax.io.inputs import Inputs, list_inputs
 from dajax.io.outputs import OutputError, check_outdir, make_outdir, plan_outputs, write_png
 from dajax.predict_outputs import write_image_outputs, write_video
+from dajax.weights.options import add_loader_options, loader_kwargs
 
 WEIGHTS_HELP = """\
 no --weights given. Official checkpoints (download once, then pass the file):
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights",
         help="checkpoint: official .pth, Hugging Face .safetensors or save_pretrained folder, "
-        "dajax checkpoint folder, or hf:REPO/FILE (default: none; required unless --demo)",
+        "dajax checkpoint folder, a training run's --workdir (its export/, else its newest "
+        "step), or hf:REPO/FILE (default: none; required unless --demo)",
     )
     p.add_argument(
         "--input",
@@ -80,24 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--outdir", required=True, help="output folder; the input tree is mirrored below it"
     )
-    p.add_argument(
-        "--arch",
-        choices=["vits", "vitb", "vitl", "vitg"],
-        help="encoder size (default: inferred from the checkpoint's tensors)",
-    )
-    p.add_argument(
-        "--version",
-        choices=["v1", "v2"],
-        help="Depth Anything version (default: from the file name or config.json)",
-    )
-    p.add_argument(
-        "--pos-embed",
-        choices=["official", "hf"],
-        default=None,
-        help="how position embeddings are resized to the input: 'official' (DINOv2's rule, as "
-        "the released .pth) or 'hf' (transformers' rule, as its pipelines) (default: the rule a "
-        "converted folder saved, else official)",
-    )
+    add_loader_options(p)
     p.add_argument("--input-size", type=int, default=518, help="shorter network-input side, pixels")
     p.add_argument(
         "--max-side",
@@ -260,13 +245,7 @@ def load_estimator(args: argparse.Namespace):
         config = ModelConfig.from_variant(args.arch or "vits", "v2")
         return DepthEstimator.random(config, **sizes)
     try:
-        return DepthEstimator.from_pretrained(
-            args.weights,
-            args.arch,
-            args.version,
-            pos_embed=args.pos_embed,
-            **sizes,
-        )
+        return DepthEstimator.from_pretrained(args.weights, **loader_kwargs(args), **sizes)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -301,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --impl reference computes in float32; drop --dtype", file=sys.stderr)
         return 2
     try:
+        loader_kwargs(args)  # checked here so that a bad value leaves no output folder
         work = plan(args)
     except ValueError as e:  # InputError, OutputError, or a video that cannot be opened
         print(f"error: {e}", file=sys.stderr)

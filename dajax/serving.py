@@ -137,17 +137,14 @@ def load_served(path: str):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from dajax.weights.options import add_loader_options  # model code: not for load_served
+
     p = argparse.ArgumentParser(prog="python -m dajax.serving", description=__doc__.split("\n")[0])
     p.add_argument(
         "--weights",
         required=True,
-        help=".pth, .safetensors, transformers or dajax checkpoint folder, or hf:OWNER/REPO/FILE "
-        "(required)",
-    )
-    p.add_argument(
-        "--version",
-        choices=["v1", "v2"],
-        help="Depth Anything version (default: from the file name or config.json)",
+        help=".pth, .safetensors, transformers or dajax checkpoint folder, a training run's "
+        "--workdir, or hf:OWNER/REPO/FILE (required)",
     )
     p.add_argument(
         "--out",
@@ -172,16 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=["cpu"],
         help="where the graph may run: cpu, cuda, rocm, tpu (default: cpu)",
     )
+    add_loader_options(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m dajax.serving`: export a checkpoint; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from dajax.weights.options import loader_kwargs
     from dajax.weights.pretrained import load_depth_anything
 
     try:
-        config, params = load_depth_anything(args.weights, version=args.version)
+        config, params = load_depth_anything(args.weights, **loader_kwargs(args))
         export_network(
             config, params, args.out, args.height, args.width, args.dtype, tuple(args.platforms)
         )

@@ -39,6 +39,7 @@ from dajax.eval.metrics import (
 from dajax.eval.oracle import ORACLE_ROW, gap_closed, oracle_scores
 from dajax.inference import DepthEstimator, load_estimator
 from dajax.models.variants import PATCH_SIZE
+from dajax.weights.options import loader_kwargs
 
 log = logging.getLogger("dajax")
 
@@ -218,7 +219,8 @@ def run(config, workdir: str) -> dict:
     if not config.weights:
         raise ValueError("set the checkpoint to evaluate: --config=configs/eval.py:weights=PATH")
     impl = config.get("impl", "fast")
-    estimator = load_estimator(config.weights, config.input_size, config.dtype, impl)
+    load = loader_kwargs(config.get("load", {}))
+    estimator = load_estimator(config.weights, config.input_size, config.dtype, impl, **load)
     head = estimator.config.head
     protocol = resolve_protocol(config.protocol, head)
     results = {}

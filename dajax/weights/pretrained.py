@@ -1,9 +1,10 @@
 """Load Depth Anything and DINOv2 weights from any supported file into Flax params.
 
 Supported sources: official V1/V2 `.pth` (relative and V2 metric), DINOv2 hub `.pth`
-(encoder only), Hugging Face `model.safetensors` (with its `config.json` when present), and
-dajax inference checkpoints (Orbax directories). `.pth` files are read by a restricted
-unpickler that never executes code (`dajax.weights.torch_pickle`).
+(encoder only), Hugging Face `model.safetensors` (with its `config.json` when present), dajax
+inference checkpoints (Orbax directories) and training runs' workdirs (their `export/`, else
+the newest step's params). `.pth` files are read by a restricted unpickler that never executes
+code (`dajax.weights.torch_pickle`).
 
 The architecture is inferred from tensor names and shapes. What shapes cannot tell — V1 vs V2
 (identical keys for ViT-S/B/L) and relative vs metric — comes from explicit arguments, then the
@@ -22,7 +23,7 @@ import re
 import flax
 import numpy as np
 
-from dajax import checkpoints, paths
+from dajax import checkpoints, export, paths
 from dajax.models import DepthAnything, ModelConfig, param_shapes, variants
 from dajax.weights import depth_anything_keys as keys
 from dajax.weights.finite import require_finite
@@ -79,7 +80,9 @@ def load_depth_anything(
 
     Args:
       path: official `.pth`, Hugging Face `.safetensors`, a transformers `save_pretrained`
-        folder, a dajax checkpoint directory, or `hf:OWNER/REPO/FILE` (`dajax.weights.hub`).
+        folder, a dajax checkpoint directory, a training run's workdir (a folder with
+        `checkpoints/`: its `export/` when present, else the params of its newest saved step,
+        `dajax.export.load_run`), or `hf:OWNER/REPO/FILE` (`dajax.weights.hub`).
       arch: 'vits' | 'vitb' | 'vitl' | 'vitg', checked against the tensors when given.
       version: 'v1' | 'v2'; required when neither the file name nor a config.json tells.
       head: 'relative' | 'metric'; default from the file name / config.json, else relative.
@@ -87,18 +90,25 @@ def load_depth_anything(
       pos_embed: 'official' (DINOv2 rule) or 'hf' (transformers' rule); default: a dajax
         directory's saved rule, else 'official'.
 
-    For a dajax directory, `arch`, `version`, `head` and `max_depth` must agree with the
-    saved config when given (ValueError otherwise); `pos_embed` replaces the saved rule.
+    For a dajax directory or a training run, `arch`, `version`, `head` and `max_depth` must
+    agree with the saved config when given (ValueError otherwise); `pos_embed` replaces the
+    saved rule. The options' command-line spelling is `dajax.weights.options`.
 
     Returns:
       (config, params) with params a nested dict of float32 numpy arrays (or, for dajax
-      directories, the saved arrays).
+      directories and training runs, the saved arrays as `jax.Array`s).
 
     Raises:
       ValueError (and subclasses) or OSError with one line naming the file.
     """
     path = resolve_weights(os.fspath(path))
     asked = dict(encoder=arch, version=version, head=head, max_depth=max_depth)
+    if export.is_run(path):
+        exported = paths.resolve(path) / export.EXPORT_DIR
+        if checkpoints.is_inference_checkpoint(exported):
+            return _load_dajax_directory(str(exported), asked, pos_embed)
+        config, params, _ = export.load_run(path)
+        return _as_asked(path, config, params, asked, pos_embed)
     if os.path.isdir(path) or paths.is_remote(path):  # a bucket URL: a dajax checkpoint
         weights_file = hf_folder_weights(path)
         if weights_file is None:
@@ -156,6 +166,11 @@ def _load_dajax_directory(path: str, asked: dict, pos_embed: str | None):
         )
     if not paths.is_remote(path):
         _check_model_config(path)
+    if not (paths.resolve(path) / checkpoints.PARAMS_DIR).exists():
+        raise FileNotFoundError(
+            f"{path}: has {checkpoints.CONFIG_FILE} but no {checkpoints.PARAMS_DIR}/; pass a "
+            "converted folder, or a training run's workdir (the folder holding checkpoints/)"
+        )
     try:
         config, params = checkpoints.load_inference_params(path)
     except (ValueError, TypeError, KeyError) as e:  # bad model_config.json, mismatched params
@@ -163,6 +178,13 @@ def _load_dajax_directory(path: str, asked: dict, pos_embed: str | None):
         raise ValueError(
             f"{path}: unreadable dajax checkpoint ({type(e).__name__}: {first})"
         ) from None
+    return _as_asked(path, config, params, asked, pos_embed)
+
+
+def _as_asked(path, config: ModelConfig, params: dict, asked: dict, pos_embed: str | None):
+    """A saved (config, params) after checking them against the caller's options: `asked`
+    (ModelConfig field -> value or None) must agree, `pos_embed` replaces the saved rule, and
+    every param must be finite. ValueError with one line naming `path` otherwise."""
     clash = [
         f"{'arch' if k == 'encoder' else k}={v!r} but it holds {getattr(config, k)!r}"
         for k, v in asked.items()
@@ -170,8 +192,8 @@ def _load_dajax_directory(path: str, asked: dict, pos_embed: str | None):
     ]
     if clash:
         raise ValueError(
-            f"{path}: converted checkpoint contradicts the options: {'; '.join(clash)} (drop "
-            "the option, or convert the original file again with it)"
+            f"{path}: the saved model contradicts the options: {'; '.join(clash)} (drop the "
+            "option; a converted file can be converted again with it)"
         )
     if pos_embed is not None:
         config = dataclasses.replace(config, pos_embed=pos_embed)
