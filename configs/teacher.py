@@ -6,10 +6,18 @@
     python -m dajax.main --config=configs/teacher.py:demo,dinov2=dinov2_vits14_pretrain.pth \
         --workdir=runs/demo_teacher
 
+Fine-tune a released model (V1/V2 `.pth`, safetensors, a transformers or dajax folder, `hf:`)
+on your own RGB-D folders instead (`docs/finetune.md`); the architecture is the checkpoint's:
+
+    python -m dajax.main --config=configs/teacher.py:steps=2000 --workdir=runs/ft \
+        --config.init.weights=depth_anything_v2_vits.pth \
+        --config.data.labeled=paired_folders:images=rgb/,depths=depth/,depth_format=png16
+
 Labeled data: `config.data.labeled`, ((source spec, weight), ...) as in `docs/data.md`; set it
-in a copy of this file. Its default, the built-in procedural scenes, stops a full-size run at
-start-up unless `--config.data.allow_procedural=True`; `demo` trains on them with the model,
-crops and steps shrunk to run on a CPU in about a minute.
+in a copy of this file, or on the command line as `KIND:FIELD=VALUE,...` (repeat the flag to
+mix sources; `weight=W` sets a source's share). Its default, the built-in procedural scenes,
+stops a full-size run at start-up unless `--config.data.allow_procedural=True`; `demo` trains
+on them with the model, crops and steps shrunk to run on a CPU in about a minute.
 
 `recipe=v2` is Depth Anything V2's teacher: L_ssi + 2 L_gm (MiDaS's gradient matching, 4
 scales) for 160K steps at 64; V2 trains it on precisely labeled synthetic images only, yours to
@@ -41,7 +49,9 @@ def get_config(arg=None):
     config = ml_collections.ConfigDict(common.loop(steps, demo))
     config.stage = "teacher"
     config.model = common.model(args.variant, demo, pretrained=bool(args.dinov2))
-    config.init = ml_collections.ConfigDict({"dinov2": args.dinov2})
+    # weights: a whole released model to fine-tune (its architecture replaces config.model's);
+    # version: its V1/V2 when a .pth's name does not tell ('' = from the file)
+    config.init = ml_collections.ConfigDict({"dinov2": args.dinov2, "weights": "", "version": ""})
     config.data = ml_collections.ConfigDict(
         {
             "labeled": (

@@ -4,6 +4,12 @@
     python -m dajax.main --config=configs/student.py:demo --workdir=runs/demo
     python -m dajax.main --config=configs/student.py --config.total_steps=1000 --workdir=W
 
+A data source is set on the command line in its `KIND:FIELD=VALUE,...` form (repeat the flag
+to mix several; `dajax.data.registry.parse_source`):
+
+    python -m dajax.main --config=configs/teacher.py --workdir=W \
+        --config.data.labeled=paired_folders:images=rgb/,depths=depth/,depth_format=png16
+
 `config.stage` picks the function from `_stages()`; each is `run(config, workdir)`. Mistakes a
 user can fix (a missing file, a mistyped config path, argument or field, a locked workdir)
 end with one `error:` line and exit status 2; `--debug` (or `DAJAX_DEBUG=1`) shows the
@@ -44,6 +50,7 @@ STAGE_CONFIGS = {
 USER_ERRORS = (OSError, ValueError, FloatingPointError, WorkdirLockedError)
 
 USAGE = "usage: python -m dajax.main --config=configs/<stage>.py[:args] --workdir=DIR"
+SOURCE_EXAMPLE = "paired_folders:images=DIR,depths=DIR,depth_format=png16,depth_scale=1000"
 
 
 class UsageError(ValueError):
@@ -105,6 +112,9 @@ def help_text() -> str:
         "                          file's `get_config` arguments, e.g. `:demo` or",
         "                          `:variant=vitl,steps=1000`; FILE may lie anywhere.",
         "  --config.FIELD=VALUE    override one config field (default: the config's value).",
+        "  --config.FIELD=KIND:F=V,...  a data source field, e.g. --config.data.labeled=",
+        "                          paired_folders:images=DIR,depths=DIR,depth_format=png16;",
+        "                          repeat to mix sources (weight=W each); docs/data.md.",
         "  --workdir=DIR           where checkpoints, logs and exports go (required; no default).",
         "  --debug                 full tracebacks instead of one-line errors (default: off;",
         "                          DAJAX_DEBUG=1 does the same).",
@@ -150,6 +160,8 @@ def parse_flags(argv: list[str]):
     config field, or a value of the wrong type.
     """
     config_arg = _config_arg(argv)
+    _refuse_indexed_fields(argv)
+    argv, sources = _split_source_overrides(argv)
     if config_arg is not None and not os.path.isfile(config_arg.split(":", 1)[0]):
         raise UsageError(f"--config: {config_arg.split(':', 1)[0]}: no such config file")
     values = flags.FlagValues()  # fresh per call: main() may run more than once in a process
@@ -172,7 +184,92 @@ def parse_flags(argv: list[str]):
         raise UsageError(f"--config={config_arg}: {_last_line(err)}") from err
     if extra:
         raise UsageError(f"unexpected arguments {extra}; {USAGE}")
+    if sources and config.value is not None:
+        apply_source_overrides(config.value, sources)
     return config.value, workdir.value
+
+
+def _override(arg: str) -> tuple[str, str] | None:
+    """(field path, value) of a `--config.FIELD=VALUE` argument, else None."""
+    if not (arg.startswith(("--config.", "-config.")) and "=" in arg):
+        return None
+    name, value = arg.split("=", 1)
+    return name.split("config.", 1)[1], value
+
+
+def _refuse_indexed_fields(argv: list[str]) -> None:
+    """Refuses `--config.data.labeled.0.0.FIELD=...` (a path through a tuple, which
+    ml_collections cannot override) in one line naming the tuple and the way to set it."""
+    for field, _ in filter(None, map(_override, argv)):
+        parts = field.split(".")
+        index = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+        if index is not None:
+            outer = ".".join(parts[:index])
+            example = (
+                f", e.g. --config.{outer}={SOURCE_EXAMPLE} (docs/data.md)"
+                if outer.endswith("labeled")
+                else ""
+            )
+            raise UsageError(
+                f"--config.{field}: config.{outer} is a tuple and cannot be indexed; set it "
+                f"whole{example}"
+            )
+
+
+def _split_source_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """`argv` without its data-source overrides (`--config.FIELD=KIND` or `KIND:...` with a
+    registered KIND), and those as (FIELD, value) in order."""
+    from dajax.data.registry import source_kind
+
+    rest, sources = [], []
+    for arg in argv:
+        found = _override(arg)
+        if found is not None and source_kind(found[1]):
+            sources.append(found)
+        else:
+            rest.append(arg)
+    return rest, sources
+
+
+def apply_source_overrides(config, sources: list[tuple[str, str]]) -> None:
+    """Sets each data-source field of `config` from its command-line forms (`sources`,
+    (field path, `KIND:FIELD=VALUE,...`)): a mixture ((spec, weight), ...) takes every form
+    given for it, in order; a single spec (a ConfigDict with `kind`) takes one; a text field
+    whose value merely reads like a source (e.g. a dataset named `kitti`) takes the text.
+
+    Raises:
+      UsageError: one line naming the flag: no such field, not a source field, or a bad
+        source (`registry.parse_source`).
+    """
+    from dajax.data.registry import parse_source
+
+    by_field: dict[str, list[str]] = {}
+    for field, value in sources:
+        by_field.setdefault(field, []).append(value)
+    for field, values in by_field.items():
+        where = f"--config.{field}"
+        *outer, last = field.split(".")
+        node = config
+        for name in outer:
+            node = node.get(name) if hasattr(node, "get") else None
+        if not hasattr(node, "get") or last not in node:
+            raise UsageError(f"{where}: no such config field")
+        current = node[last]
+        try:
+            if isinstance(current, tuple) and all(
+                isinstance(e, tuple) and len(e) == 2 for e in current
+            ):
+                node[last] = tuple(parse_source(v, where, weighted=True) for v in values)
+            elif hasattr(current, "get") and "kind" in current:
+                if len(values) > 1:
+                    raise ValueError(f"{where}: takes one source, got {len(values)}")
+                node[last] = parse_source(values[0], where, weighted=False)[0]
+            elif isinstance(current, str) and len(values) == 1:
+                node[last] = values[0]
+            else:
+                raise ValueError(f"{where}: not a data source field")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
 
 
 def _unknown_field(argv: list[str], err: BaseException) -> str:

@@ -1,6 +1,9 @@
-"""Data sources by name, built from config dicts (`kind` plus the source's arguments)."""
+"""Data sources by name, built from config dicts (`kind` plus the source's arguments), and
+their command-line form `KIND:FIELD=VALUE,...` (`parse_source`)."""
 
 from __future__ import annotations
+
+import ml_collections
 
 from dajax.data.benchmark_sources import DDAD, DIODE, ETH3D, Sintel
 from dajax.data.metric_sources import Hypersim, VirtualKITTI2
@@ -76,6 +79,106 @@ PATH_FIELDS = {
     "eth3d": ("path",),
     "diode": ("path",),
 }
+
+# The fields of each kind that `parse_source` accepts, with their types; the required ones
+# are `PATH_FIELDS` (and tfds's `name` and `split`). The procedural kinds take tuples and
+# are set in config files only.
+FIELDS = {
+    "image_folder": {"path": str, "sky_masks": str},
+    "pseudo_labels": {"path": str},
+    "nyu_mat": {"path": str, "split": str, "splits": str},
+    "nyu_h5": {"path": str},
+    "kitti": {"list_file": str, "data_root": str, "depth_root": str, "max_depth": float},
+    "hypersim": {"list_file": str, "root": str},
+    "vkitti2": {"list_file": str, "root": str, "max_depth": float},
+    "paired_folders": {
+        "images": str,
+        "depths": str,
+        "depth_format": str,
+        "depth_scale": float,
+        "min_depth": float,
+        "max_depth": float,
+        "disparity": bool,
+    },
+    "tfds": {"name": str, "split": str, "data_dir": str, "image_key": str, "depth_key": str},
+    "sintel": {"path": str, "render_pass": str},
+    "ddad": {"path": str},
+    "eth3d": {"path": str},
+    "diode": {"path": str},
+}
+REQUIRED_FIELDS = {**PATH_FIELDS, "tfds": ("name", "split")}
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def source_kind(text: str) -> str | None:
+    """The kind `text` names when it is a source's command-line form (`KIND` or
+    `KIND:...` with a registered KIND), else None."""
+    kind = text.split(":", 1)[0]
+    return kind if kind in SOURCES else None
+
+
+def parse_source(text: str, where: str, weighted: bool) -> tuple[ml_collections.ConfigDict, float]:
+    """A source spec from its command-line form `KIND:FIELD=VALUE,FIELD=VALUE,...`.
+
+    E.g. `paired_folders:images=rgb/,depths=depth/,depth_format=png16,depth_scale=1000`.
+    Values take the field's type (`FIELDS`: text, numbers, booleans true/false); values
+    cannot hold commas.
+
+    Args:
+      text: the command-line value.
+      where: the flag, for messages (e.g. '--config.data.labeled').
+      weighted: the field is a mixture ((spec, weight), ...): `weight=W` (default 1) is the
+        source's share; otherwise `weight` is refused.
+
+    Returns:
+      (the spec as a ConfigDict with `kind`, its weight).
+
+    Raises:
+      ValueError: one line starting with `where`, naming the field: a procedural kind, an
+        unknown or repeated field, a value of the wrong type, a required field missing.
+    """
+    kind, _, rest = text.partition(":")
+    if kind not in FIELDS:
+        raise ValueError(
+            f"{where}: {kind!r} sources take tuples and are set in a config file; the command "
+            f"line takes {sorted(FIELDS)}"
+        )
+    fields, spec, weight = FIELDS[kind], {"kind": kind}, 1.0
+    for item in filter(None, rest.split(",")):
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"{where}: {item!r} is not FIELD=VALUE (values cannot hold commas)")
+        if name == "weight" and weighted:
+            weight = _typed(float, value, where, name)
+            if weight <= 0:
+                raise ValueError(f"{where}: weight={value} must be > 0")
+            continue
+        if name not in fields:
+            raise ValueError(
+                f"{where}: {kind} has no field {name!r}; its fields: {', '.join(fields)}"
+                + (", weight" if weighted else "")
+            )
+        if name in spec:
+            raise ValueError(f"{where}: {name} is given twice")
+        spec[name] = _typed(fields[name], value, where, name)
+    missing = [f for f in REQUIRED_FIELDS.get(kind, ()) if not spec.get(f)]
+    if missing:
+        raise ValueError(f"{where}: {kind} needs {', '.join(f + '=...' for f in missing)}")
+    return ml_collections.ConfigDict(spec), weight
+
+
+def _typed(kind: type, value: str, where: str, name: str):
+    if kind is str:
+        return value
+    if kind is bool:
+        if value.lower() not in _BOOLS:
+            raise ValueError(f"{where}: {name}={value} is not true or false")
+        return _BOOLS[value.lower()]
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{where}: {name}={value} is not a number") from None
+
 
 # Where the configs keep the sources users most often leave empty.
 EMPTY_PATH_HINTS = {

@@ -7,13 +7,16 @@ logging (metrics.jsonl, TensorBoard, curves.png), validation and the non-finite 
 The loop waits for the device only at log steps (for the step's metrics and the non-finite
 guard), then hands the writing to `MetricsLog`'s thread; curves.png is redrawn at each
 checkpoint and at the end. It logs the train step's compile time, the run's compile seconds
-(`runtime.compile_report`) and its pace (steps/s after the compile).
+(`runtime.compile_report`) and its pace (steps/s after the compile). Each checkpoint save is
+a line on stdout; the progress bar's clock starts after the compile, so its ETA counts steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,7 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dajax import checkpoints, paths, runtime, sharding
 from dajax.models import ModelConfig
-from dajax.training import validation
+from dajax.training import optimizer, validation
 from dajax.training.metrics_log import MetricsLog
 from dajax.training.preemption import Preempted, PreemptionWatch
 from dajax.training.state import LossFn, TrainState, create_state, make_train_step
@@ -78,12 +81,17 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
 
     Config fields used: `seed`, `total_steps`, `log_every`, `checkpoint_every`,
     `keep_checkpoints`, `mesh.fsdp`, `mesh.fsdp_min_size`, and, when `eval_every > 0`,
-    `eval` (validation, see `dajax.training.validation`).
+    `eval` (validation, see `dajax.training.validation`). With `optim`, one line says what
+    happens to the learning-rate schedule when the warm-up lasts the whole run, or when a
+    resumed run's `total_steps` differs from the workdir's saved `config.json`.
     """
     check_loop_config(config)
     with locked_workdir(workdir), runtime.compile_report(f"training {workdir}"):
         for line in recipe.plan:
             log.info(line)
+        optim = config.get("optim")
+        _note(optimizer.warmup_note(optim, config.total_steps) if optim else None)
+        saved_total_steps = _saved_total_steps(workdir)
         _write_run_files(workdir, config, recipe.model_config)
         mesh = sharding.make_mesh(config.mesh.fsdp)
         state, state_sh, frozen = initial_state(recipe, config, mesh)
@@ -97,6 +105,12 @@ def train(recipe: Recipe, config, workdir: str) -> TrainState:
             if restored is not None:
                 state = restored[1]
                 log.info("resumed from step %d", restored[0])
+                if optim and saved_total_steps is not None:
+                    _note(
+                        optimizer.resume_note(
+                            optim, restored[0], saved_total_steps, config.total_steps
+                        )
+                    )
             with logging_redirect_tqdm(loggers=[logging.getLogger()]):
                 return _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt)
         finally:
@@ -179,6 +193,7 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
                     if hasattr(recipe.on_log, "warm_up"):
                         recipe.on_log.warm_up(state.params)
                     t_start = t_log = time.perf_counter()
+                    _restart_clock(progress)
                 state, metrics = compiled(state, batch, frozen)
                 step += 1
                 last = step == config.total_steps
@@ -194,19 +209,53 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
                 # Only at multiples of checkpoint_every (Orbax alone would save step 1 too).
                 due = step % config.checkpoint_every == 0 or preempted
                 if due and ckpt.save(step, state, recipe.batches, force=preempted):
+                    _announce_save(progress, step, workdir)
                     metrics_log.write_curves()
                 progress.update(1)
                 if preempted:
                     log.warning("%s: saved step %d, exiting", preemption.signal_name, step)
                     raise Preempted(step, preemption.signal_number)
-            if ckpt.latest_step() != step:
-                ckpt.save(step, state, recipe.batches, force=True)
+            if ckpt.latest_step() != step and ckpt.save(step, state, recipe.batches, force=True):
+                _announce_save(progress, step, workdir)
             seconds = time.perf_counter() - t_start
         _log_pace(first, step, seconds)
     finally:
         progress.close()
         preemption.close()
     return state
+
+
+def _note(line: str | None) -> None:
+    """Logs `line` (a note on the learning-rate schedule) as a warning, once: on process 0."""
+    if line and jax.process_index() == 0:
+        log.warning(line)
+
+
+def _restart_clock(progress: tqdm) -> None:
+    """Restarts the progress bar's clock (after the first step's compile), so its rate and
+    ETA count only the steps."""
+    if not progress.disable:
+        progress.start_t = progress.last_print_t = progress._time()
+
+
+def _announce_save(progress: tqdm, step: int, workdir: str) -> None:
+    """Prints one line on stdout (process 0) for a checkpoint save that started."""
+    if not progress.disable:
+        where = paths.resolve(workdir) / "checkpoints"
+        progress.write(f"saving checkpoint step {step} in {where}", file=sys.stdout)
+
+
+def _saved_total_steps(workdir: str) -> int | None:
+    """`total_steps` of the run that last wrote `workdir/config.json`, or None (no file, or
+    no such field)."""
+    path = paths.resolve(workdir) / "config.json"
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text()).get("total_steps")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
 
 
 def _write_run_files(workdir: str, config, model_config: ModelConfig | None) -> None:

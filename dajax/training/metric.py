@@ -64,7 +64,9 @@ def initial_params(config: ModelConfig, init, seed: int) -> dict:
     if (loaded_config.dim, loaded_config.depth) != (config.dim, config.depth):
         raise ValueError(
             f"{init.weights}: a {loaded_config.dim}-wide {loaded_config.depth}-block encoder "
-            f"does not fit the configured {config.dim}-wide {config.depth}-block one"
+            f"does not fit the configured {config.dim}-wide {config.depth}-block one "
+            f"(config.model.encoder is {config.encoder!r}, the checkpoint's "
+            f"{loaded_config.encoder!r}: pick its size with :variant=)"
         )
     if init.load == "all":
         check_loaded_head(loaded_config, config.max_depth, init)

@@ -53,6 +53,40 @@ def schedule(optim, total_steps: int, multiplier: float) -> optax.Schedule:
     return optax.join_schedules([warmup, decay], [optim.warmup_steps])
 
 
+def warmup_note(optim, total_steps: int) -> str | None:
+    """One line saying what the schedule becomes when the warm-up lasts the whole run
+    (`optim.warmup_steps >= total_steps`): the learning rate only rises; else None."""
+    warmup = optim.warmup_steps
+    if warmup <= 0 or warmup < total_steps:
+        return None
+    return (
+        f"config.optim.warmup_steps={warmup} >= config.total_steps={total_steps}: the learning "
+        f"rate only warms up, rising linearly to {total_steps / warmup:.0%} of its peak at the "
+        f"last step, and never decays; lower --config.optim.warmup_steps (e.g. to "
+        f"{total_steps // 20}) for a warm-up then a decay"
+    )
+
+
+def resume_note(optim, step: int, saved_total_steps: int, total_steps: int) -> str | None:
+    """One line saying what happens to the schedule when a run saved with
+    `saved_total_steps` resumes at `step` with another `total_steps`; None when they agree.
+
+    The schedule is a function of `total_steps`, so it is rebuilt: the base learning rate
+    jumps at `step` from the old schedule's value to the new one's."""
+    if saved_total_steps == total_steps:
+        return None
+    change = f"config.total_steps={total_steps} (was {saved_total_steps})"
+    if step >= total_steps:
+        return f"resumed at step {step} with {change}: no step runs; the run ends at step {step}"
+    old = float(schedule(optim, saved_total_steps, 1.0)(step))
+    new = float(schedule(optim, total_steps, 1.0)(step))
+    return (
+        f"resumed at step {step} with {change}: the learning-rate schedule is rebuilt for "
+        f"{total_steps} steps, so the base learning rate goes from {old:.3g} to {new:.3g} at "
+        f"step {step} and decays to 0 at step {total_steps}"
+    )
+
+
 def decay_mask(params, no_decay) -> dict:
     """True where weight decay applies."""
     patterns = [re.compile(p) for p in no_decay]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -16,7 +17,7 @@ from dajax.dtypes import compute_dtype
 from dajax.inference import jitted_forward
 from dajax.models import DepthAnything, ModelConfig, init_params
 from dajax.models.normalization import imagenet_normalize
-from dajax.weights.pretrained import load_dinov2_encoder
+from dajax.weights.pretrained import load_depth_anything, load_dinov2_encoder
 
 log = logging.getLogger("dajax")
 
@@ -30,15 +31,19 @@ def model_config(model_cfg) -> ModelConfig:
     return base.replace(**custom) if custom else base
 
 
-def build_model(model_cfg) -> tuple[nn.Module, ModelConfig]:
+def build_model(
+    model_cfg, architecture: ModelConfig | None = None
+) -> tuple[nn.Module, ModelConfig]:
     """The Flax module of `config.model` and its `ModelConfig`.
 
-    `model_cfg.impl` picks the implementation (`dajax.models.build_model`): 'fast' (the
-    default: `DepthAnything`, with `dtype`, `remat`, `remat_blocks` and `attention` from the
-    config) or 'reference' (`ReferenceDepthAnything`: stock layers, float32, no kernel
-    options); both have the same params.
+    `architecture` (e.g. a released checkpoint's, `released_model`) replaces the one
+    `model_cfg` describes; the compute options still come from `model_cfg`. `model_cfg.impl`
+    picks the implementation (`dajax.models.build_model`): 'fast' (the default:
+    `DepthAnything`, with `dtype`, `remat`, `remat_blocks` and `attention` from the config)
+    or 'reference' (`ReferenceDepthAnything`: stock layers, float32, no kernel options); both
+    have the same params.
     """
-    config = model_config(model_cfg)
+    config = architecture or model_config(model_cfg)
     impl = model_cfg.get("impl", "fast")
     options = dict(
         remat=model_cfg.remat, remat_blocks=model_cfg.remat_blocks, attention=model_cfg.attention
@@ -63,6 +68,56 @@ def initial_params(config: ModelConfig, dinov2_path: str, seed: int) -> dict:
     else:
         log.warning("no DINOv2 weights given: the encoder is RANDOM (seed %d)", seed)
     return jax.tree.map(np.asarray, params)
+
+
+def released_model(model_cfg, init) -> tuple[nn.Module, ModelConfig, Callable[[], dict]]:
+    """A whole Depth Anything checkpoint (encoder and DPT head) to fine-tune, with relative
+    head: official V1/V2 `.pth`, safetensors, a transformers folder, a dajax folder or `hf:`.
+
+    The architecture is the checkpoint's (`load_depth_anything`); `model_cfg` gives only the
+    compute options (dtype, remat, attention, impl).
+
+    Args:
+      model_cfg: `config.model`.
+      init: `config.init`, with `weights` (the checkpoint) and `version` ('v1' | 'v2', for a
+        `.pth` whose name does not tell; '' = from the file).
+
+    Returns:
+      (module, its ModelConfig, `() -> host params`: the checkpoint's, float32 numpy; the
+      training loop calls it once the workdir is locked, and it logs where they came from).
+
+    Raises:
+      ValueError: one line naming the `config.init` field: `dinov2` set as well, the version
+        unknown, or a metric head (the teacher's loss is for relative disparity).
+    """
+    if init.get("dinov2"):
+        raise ValueError(
+            "config.init.dinov2: set either init.weights (a whole Depth Anything model) or "
+            "init.dinov2 (an encoder and a fresh head), not both"
+        )
+    try:
+        config, params = load_depth_anything(init.weights, version=init.get("version") or None)
+    except (ValueError, OSError) as e:
+        text = str(e).replace("(CLI: --version v1|v2)", "(--config.init.version=v1|v2)")
+        raise type(e)(f"config.init.weights: {text}") from None
+    if config.head != "relative":
+        raise ValueError(
+            f"config.init.weights: {init.weights} is a metric model (sigmoid x "
+            f"{config.max_depth:g} m), but this stage trains relative disparity; fine-tune it "
+            "with configs/metric.py and --config.init.load=all"
+        )
+    model, config = build_model(model_cfg, config)
+    params = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    where = (
+        f"initialised the whole model (encoder and head) from {init.weights}: {config.encoder} "
+        f"{config.version}, {config.depth} blocks of width {config.dim}"
+    )
+
+    def initial() -> dict:
+        log.info(where)
+        return params
+
+    return model, config, initial
 
 
 def preview_images(source_spec, count: int, size: int) -> np.ndarray:

@@ -212,7 +212,7 @@ def run(config, workdir: str) -> str:
     labeled = None
     if config.loss.labeled:
         labeled, labeled_plan = labeled_batches(config)
-        plan = (labeled_plan, *plan)
+        plan = (*labeled_plan, *plan)
     batches = StudentBatches(
         labeled,
         unlabeled_dataset(

@@ -17,10 +17,15 @@ def labeled_batches(config, target: str = "disparity"):
 
     Returns:
       (an iterator over this process's share of each global batch of
-      `config.data.labeled_batch`, its `batch_plan` line for the run's log).
+      `config.data.labeled_batch`, its lines for the run's log: each source's count of
+      image/depth pairs, then its `batch_plan` line).
     """
     sources = [build_source(spec) for spec, _ in config.data.labeled]
     weights = [w for _, w in config.data.labeled]
+    counts = tuple(
+        f"labeled source {spec.kind} (weight {weight:g}): {len(source)} image/depth pairs"
+        for (spec, weight), source in zip(config.data.labeled, sources, strict=True)
+    )
     records = sum(len(s) for s in sources)
     plan = batch_plan("labeled", config.data.labeled_batch, records, config.total_steps)
     batches = labeled_dataset(
@@ -32,7 +37,7 @@ def labeled_batches(config, target: str = "disparity"):
         target=target,
         workers=config.data.workers,
     )
-    return iter(batches), plan
+    return iter(batches), (*counts, plan)
 
 
 def train_supervised(config, workdir, model, model_config, init, loss_fn, target="disparity"):
@@ -48,7 +53,7 @@ def train_supervised(config, workdir, model, model_config, init, loss_fn, target
         model_config=model_config,
         on_log=setup.labeled_preview(model, config),
         learning_rates=learning_rates,
-        plan=(plan,),
+        plan=plan,
     )
     state = train(recipe, config, workdir)
     return setup.export(workdir, state.params, model_config)

@@ -1,4 +1,5 @@
-"""Stage `teacher`: DINOv2-initialised encoder + fresh DPT head on labeled data.
+"""Stage `teacher`: DINOv2-initialised encoder + fresh DPT head on labeled data, or a whole
+released Depth Anything model (`config.init.weights`) fine-tuned on them.
 
 Loss: the affine-invariant loss on disparity targets (paper eq. 1-3); with
 `config.loss.gradient_weight` > 0 (V2's recipe: 2) plus that weight times MiDaS's multi-scale
@@ -42,7 +43,10 @@ def make_loss_fn(model, loss_config=None):
 def run(config, workdir: str) -> str:
     """Trains the teacher; returns the path of its exported inference checkpoint."""
     check_training_data(config.data)
-    model, model_config = setup.build_model(config.model)
-    init = lambda: setup.initial_params(model_config, config.init.dinov2, config.seed)  # noqa: E731
+    if config.init.get("weights"):
+        model, model_config, init = setup.released_model(config.model, config.init)
+    else:
+        model, model_config = setup.build_model(config.model)
+        init = lambda: setup.initial_params(model_config, config.init.dinov2, config.seed)  # noqa: E731
     loss_fn = make_loss_fn(model, config.loss)
     return train_supervised(config, workdir, model, model_config, init, loss_fn)

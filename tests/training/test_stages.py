@@ -72,8 +72,8 @@ def test_student_logs_every_loss_and_the_demo_evaluates_both(demo_run):
     assert all(np.isfinite(m["loss"]) for m in logged)
     with open(workdir / "eval.json") as f:
         results = json.load(f)
-    trivial = {"trivial: constant disparity", "trivial: vertical ramp"}
-    assert set(results) == {"teacher", "student"} | trivial
+    references = {"trivial: constant disparity", "trivial: vertical ramp", "oracle: token grid"}
+    assert set(results) == {"teacher", "student"} | references
     for scores in results.values():
         assert scores["images"] == 4 and 0 <= scores["a1"] <= 1 and scores["abs_rel"] > 0
 
