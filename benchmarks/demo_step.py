@@ -139,7 +139,19 @@ def dajax_step(stage: str, dtype: str, size: int, attention: str | None = None):
     return step, state, jax.device_put(make_batch(config, stage, size)), frozen
 
 
-class DajaxRow:
+class _InProcessRow:
+    """A row timed in this process: subclasses set `run() -> loss` (one step, not waited for)."""
+
+    def seconds(self, n: int) -> float:
+        """Wall seconds of n steps dispatched back to back, the last loss read."""
+        start = time.perf_counter()
+        for _ in range(n):
+            loss = self.run()
+        float(loss)
+        return time.perf_counter() - start
+
+
+class DajaxRow(_InProcessRow):
     """A dajax step in this process: `first_loss`, `seconds(n)`, `flops` (None unless
     `count_flops`); `compiled` for profiles."""
 
@@ -154,14 +166,6 @@ class DajaxRow:
         """One step; returns its loss without waiting for it."""
         self.state, metrics = self.compiled(self.state, self.batch, self.frozen)
         return metrics["loss"]
-
-    def seconds(self, n: int) -> float:
-        """Wall seconds of n steps dispatched back to back, the last loss read."""
-        start = time.perf_counter()
-        for _ in range(n):
-            loss = self.run()
-        float(loss)
-        return time.perf_counter() - start
 
     @staticmethod
     def _model_flops(stage: str, dtype: str, size: int) -> int:
@@ -214,7 +218,7 @@ def serve(stage: str, dtype: str, size: int) -> None:
         print(f"seconds {row.seconds(int(line))}", flush=True)
 
 
-class TorchRow:
+class TorchRow(_InProcessRow):
     """`benchmarks/train_step.py`'s PyTorch recipe for `stage` on the demo's architecture and
     batch, float32 (the parent process only: it imports torch and transformers)."""
 
@@ -244,13 +248,6 @@ class TorchRow:
         self.run = lambda: ts.torch_step(ref, opt, loss_fn, torch.autocast("cpu", enabled=False))
         self.first_loss = float(self.run())
         self.flops = None
-
-    def seconds(self, n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            loss = self.run()
-        float(loss)
-        return time.perf_counter() - start
 
 
 def build_rows(stage: str, args) -> dict[str, object]:

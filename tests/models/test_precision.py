@@ -5,22 +5,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 from hf_oracle import tiny_config
+from jaxprs import equations
 
 from dajax.models import DepthAnything, init_params
 from dajax.models.kernels import precision
-
-
-def _products(jaxpr):
-    """Every dot_general and conv_general_dilated equation of a jaxpr, nested ones included."""
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name in ("dot_general", "conv_general_dilated"):
-            yield eqn
-        for value in eqn.params.values():
-            for item in value if isinstance(value, (list, tuple)) else (value,):
-                if isinstance(item, jax.extend.core.ClosedJaxpr):
-                    yield from _products(item.jaxpr)
-                elif isinstance(item, jax.extend.core.Jaxpr):
-                    yield from _products(item)
 
 
 def _forward(dtype, config, x):
@@ -52,7 +40,7 @@ def test_bfloat16_forward_runs_every_product_in_bfloat16_with_float32_results():
     params = init_params(DepthAnything(config), jax.random.key(3))
     params = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
     jaxpr = jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(params, x).jaxpr
-    products = list(_products(jaxpr))
+    products = list(equations(jaxpr, ("dot_general", "conv_general_dilated")))
     half = [e for e in products if e.invars[0].aval.dtype == jnp.bfloat16]
     assert {e.primitive.name for e in half} == {"dot_general", "conv_general_dilated"}
     assert len(half) > 30

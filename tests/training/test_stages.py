@@ -116,17 +116,24 @@ def test_convert_and_export_write_a_runs_checkpoint_params(teacher_run, tmp_path
     assert "neither a dajax checkpoint" in capsys.readouterr().err
 
 
+def _signal_at_step_2(monkeypatch, signum):
+    """Makes the loop send this process `signum` once it has logged step 2; returns the
+    original `loop._log_step`."""
+    log_step = loop._log_step
+
+    def signal_at_step_2(step, *args):
+        log_step(step, *args)
+        if step == 2:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(loop, "_log_step", signal_at_step_2)
+    return log_step
+
+
 def test_ctrl_c_saves_like_sigterm_and_exits_130(teacher_run, tmp_path, monkeypatch):
     config = teacher_run[0].copy_and_resolve_references()
     config.total_steps = 4
-    log_step = loop._log_step
-
-    def interrupt_at_step_2(step, *args):
-        log_step(step, *args)
-        if step == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(loop, "_log_step", interrupt_at_step_2)
+    _signal_at_step_2(monkeypatch, signal.SIGINT)
     with pytest.raises(loop.Preempted) as stopped:
         teacher.run(config, str(tmp_path / "run"))
     assert stopped.value.code == 130 and stopped.value.step == 2
@@ -141,14 +148,7 @@ def test_sigterm_saves_and_the_resumed_run_matches_the_uninterrupted_one(
     config.total_steps = 4
     teacher.run(config, str(tmp_path / "full"))
 
-    log_step = loop._log_step
-
-    def preempt_at_step_2(step, *args):
-        log_step(step, *args)
-        if step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(loop, "_log_step", preempt_at_step_2)
+    log_step = _signal_at_step_2(monkeypatch, signal.SIGTERM)
     with pytest.raises(loop.Preempted) as preempted:
         teacher.run(config, str(tmp_path / "split"))
     assert preempted.value.code == 143 and preempted.value.step == 2

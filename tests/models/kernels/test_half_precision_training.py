@@ -7,24 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxprs import equations
 from tiny_models import TINY_V2
 
 from dajax.models import DepthAnything, init_params
 from dajax.models.kernels import blocked_attention as ba
 from dajax.models.kernels import conv, precision
-
-
-def _dots(jaxpr):
-    """Every dot_general equation of a jaxpr, nested ones (custom gradients, loops) included."""
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "dot_general":
-            yield eqn
-        for value in eqn.params.values():
-            for item in value if isinstance(value, (list, tuple)) else (value,):
-                if isinstance(item, jax.extend.core.ClosedJaxpr):
-                    yield from _dots(item.jaxpr)
-                elif isinstance(item, jax.extend.core.Jaxpr):
-                    yield from _dots(item)
 
 
 def test_dot_backward_takes_bfloat16_operands_and_tracks_float32():
@@ -40,7 +28,8 @@ def test_dot_backward_takes_bfloat16_operands_and_tracks_float32():
     for got, want in zip(grads, jax.vjp(jnp.dot, x, w)[1](g), strict=True):
         np.testing.assert_allclose(np.float32(got), want, atol=0.02 * float(jnp.abs(want).max()))
     backward = jax.make_jaxpr(vjp)(g).jaxpr
-    assert [[v.aval.dtype for v in e.invars] for e in _dots(backward)] == [[jnp.bfloat16] * 2] * 2
+    operands = [[v.aval.dtype for v in e.invars] for e in equations(backward, ("dot_general",))]
+    assert operands == [[jnp.bfloat16] * 2] * 2
 
 
 def test_float32_dot_is_jnp_dot():
@@ -72,7 +61,7 @@ def test_bfloat16_model_gradient_has_no_mixed_precision_matmul():
     x = jax.random.normal(jax.random.key(4), (2, 42, 42, 3))
     loss = lambda p: jnp.sum(model.apply({"params": p}, x) ** 2)  # noqa: E731
     gradient = jax.make_jaxpr(jax.grad(loss))(params).jaxpr
-    operands = [{v.aval.dtype for v in e.invars} for e in _dots(gradient)]
+    operands = [{v.aval.dtype for v in e.invars} for e in equations(gradient, ("dot_general",))]
     assert all(len(kinds) == 1 for kinds in operands), operands
     assert {jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)} == {k for (k,) in operands}
 
