@@ -15,6 +15,7 @@ import json
 import logging
 import time
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +25,7 @@ from etils import epath
 from dajax import paths
 from dajax.models import DepthAnything, ModelConfig, param_shapes
 from dajax.runtime import sync_processes
+from dajax.weights.finite import require_finite
 
 log = logging.getLogger("dajax")
 
@@ -39,14 +41,14 @@ def save_inference_params(path: paths.PathLike, params: dict, config: ModelConfi
     meet at barriers around it.
 
     Raises:
-      FileExistsError: `path` exists. NonFiniteParams (a ValueError): a parameter holds NaN or
-        Inf (nothing is written).
+      FileExistsError: `path` exists. NonFiniteWeightsError (a ValueError,
+        `dajax.weights.finite`): a parameter holds NaN or Inf (nothing is written).
     """
     path = paths.resolve(path)
     if path.exists():
         raise FileExistsError(f"{path}: already exists; choose a new output directory")
-    if not _all_finite_on_host(params):
-        raise NonFiniteParams(f"{path}: not written: the parameters hold NaN or Inf")
+    flat = flax.traverse_util.flatten_dict(params, sep="/")
+    require_finite(flat.items(), f"{path} (not written)")
     sync_processes("inference_params_check")
     if jax.process_index() == 0:
         path.mkdir(parents=True)
@@ -56,19 +58,6 @@ def save_inference_params(path: paths.PathLike, params: dict, config: ModelConfi
     if jax.process_index() == 0:
         (path / CONFIG_FILE).write_text(config.to_json())
     sync_processes("inference_params_done")
-
-
-def _all_finite_on_host(params) -> bool:
-    """Whether every floating leaf of a host (numpy-convertible) tree is finite."""
-    for leaf in jax.tree.leaves(params):
-        values = np.asarray(leaf)
-        if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
-            return False
-    return True
-
-
-class NonFiniteParams(ValueError):
-    """Parameters with NaN or Inf, refused by `save_inference_params`."""
 
 
 def is_inference_checkpoint(path: paths.PathLike) -> bool:

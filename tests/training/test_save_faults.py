@@ -18,6 +18,7 @@ from dajax import checkpoints
 from dajax.models import ModelConfig
 from dajax.training.loop import check_loop_config
 from dajax.training.optimizer import check_optim
+from dajax.weights.finite import NonFiniteWeightsError
 
 
 def _iterator():
@@ -121,7 +122,8 @@ def test_a_full_disk_is_one_line_naming_the_newest_complete_step(tmp_path, monke
 
 def test_non_finite_inference_params_are_not_written(tmp_path):
     params = {"head": {"kernel": np.array([1.0, np.inf], np.float32)}}
-    with pytest.raises(checkpoints.NonFiniteParams, match="NaN or Inf"):
+    refused = r"\(not written\): tensor head/kernel holds 1 NaN/inf"
+    with pytest.raises(NonFiniteWeightsError, match=refused):
         checkpoints.save_inference_params(tmp_path / "out", params, ModelConfig())
     assert not (tmp_path / "out").exists()
 
