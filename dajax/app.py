@@ -22,6 +22,7 @@ import tempfile
 
 import numpy as np
 
+from dajax import runtime
 from dajax.weights.options import add_loader_options, loader_kwargs
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # set before gradio is imported
@@ -146,7 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="horizontal field of view for metric point clouds, degrees (default: %(default)s)",
     )
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="also serve the page at a temporary public gradio.live link (default: off, local "
+        "only; Gradio prints the hint to set share=True, which is this flag)",
+    )
     add_loader_options(p)
+    runtime.add_compile_cache_flag(p)
     return p
 
 
@@ -168,6 +176,7 @@ def load(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     """Serves the page until interrupted; returns the exit code."""
     args = build_parser().parse_args(argv)
+    runtime.use_compilation_cache(enabled=not args.no_compile_cache)
     try:
         estimator = load(args)
     except (OSError, ValueError) as e:
@@ -179,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = build_app(estimator, describe(estimator, args.weights), args.fov)
     demo.launch(
-        server_name=args.host, server_port=args.port, theme=gr.themes.Default(**THEME_FONTS)
+        share=args.share,
+        server_name=args.host,
+        server_port=args.port,
+        theme=gr.themes.Default(**THEME_FONTS),
     )
     return 0
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import functools
 import os
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +31,7 @@ from dajax.io.images import as_rgb_image
 from dajax.models import DepthAnything, ModelConfig, build_model, init_params
 from dajax.models.resample import resize_bilinear
 from dajax.preprocess import check_image, network_size, preprocess
+from dajax.preprocess_jnp import preprocess_jnp
 from dajax.weights.pretrained import load_depth_anything
 
 MAX_SIDE_FACTOR = 8  # default cap on the longer network-input side, in units of input_size
@@ -153,6 +155,33 @@ class DepthEstimator:
         return self._apply(self.params, x)
 
     @property
+    def variables(self) -> dict:
+        """`{"params": params}`: the variables `self.model.apply` takes."""
+        return {"params": self.params}
+
+    def flax_module(self) -> tuple[nn.Module, dict]:
+        """`(module, variables)`: the plain `flax.linen` network and `{"params": ...}`, so that
+        `module.apply(variables, x)` maps x [B, H, W, 3] float32 ImageNet-normalised (H, W
+        multiples of 14) to [B, H, W] float32 depth, inside any `jit`, `vmap` or `grad`."""
+        return self.model, self.variables
+
+    def depth_function(self, height: int, width: int) -> Callable:
+        """A pure, jittable `depth(params, images) -> [B, height, width] float32` (disparity or
+        metres) for images [B, height, width, 3] RGB in [0, 255] (uint8, or float to take
+        gradients): the same resize to `network_shape(height, width)` (OpenCV's bicubic, in
+        jnp: `dajax.preprocess_jnp`), network and resize back as `batch`, usable inside a
+        user's `jit`, `vmap` (over batches) or `grad` (params or float images). Pass
+        `self.params` as `params`. One function per image size (shapes are static)."""
+        size = self.network_shape(height, width)
+        model, align_corners = self.model, self.config.version == "v2"
+
+        def depth(params, images):
+            out = model.apply({"params": params}, preprocess_jnp(images, size))
+            return resize_bilinear(out, (height, width), align_corners=align_corners)
+
+        return depth
+
+    @property
     def metric(self) -> bool:
         """True when the model predicts metres, False for relative disparity."""
         return self.config.head == "metric"
@@ -199,9 +228,10 @@ class DepthEstimator:
     def iter_batch(self, images: Sequence, batch_size: int = 8) -> Iterator[tuple[int, np.ndarray]]:
         """Yields `(index, [H_i, W_i] float32 depth)` for each image as its batch finishes.
 
-        Images are grouped by network input shape (one compile per shape) and run in batches of
-        `batch_size` (the last batch of a shape is zero-padded, so it reuses the compile); the
-        order of the answers follows the groups, not the input.
+        Images are grouped by network input shape and run in batches of `batch_size`; a
+        smaller batch is zero-padded to the next of `batch_buckets(batch_size)`, so each shape
+        compiles once per bucket, whatever the number of images (3 images run as 4). The order
+        of the answers follows the groups, not the input.
         """
         images = [as_rgb_image(image) for image in images]
         buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -212,14 +242,27 @@ class DepthEstimator:
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
                 x = np.stack([preprocess(images[i], self.input_size, self.max_side) for i in chunk])
-                if len(chunk) < batch_size and len(indices) > batch_size:
-                    x = np.concatenate(
-                        [x, np.zeros((batch_size - len(chunk),) + x.shape[1:], x.dtype)]
-                    )
-                depth = self.forward(x)
+                depth = self.forward(pad_to_bucket(x, batch_size))
                 for j, i in enumerate(chunk):
                     size = tuple(images[i].shape[:2])
                     yield i, np.asarray(self._resize(depth[j : j + 1], size)[0])
+
+
+def batch_buckets(batch_size: int) -> tuple[int, ...]:
+    """The batch sizes a batch of at most `batch_size` images is padded to: the powers of two
+    below it, and itself (8 -> 1, 2, 4, 8; 6 -> 1, 2, 4, 6)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return (*(2**k for k in range(batch_size.bit_length()) if 2**k < batch_size), batch_size)
+
+
+def pad_to_bucket(x: np.ndarray, batch_size: int) -> np.ndarray:
+    """`x` [n, ...] (n <= batch_size) zero-padded along axis 0 to the smallest of
+    `batch_buckets(batch_size)` that holds n; the first n rows are `x`."""
+    target = next(b for b in batch_buckets(batch_size) if b >= len(x))
+    if target == len(x):
+        return x
+    return np.concatenate([x, np.zeros((target - len(x),) + x.shape[1:], x.dtype)])
 
 
 class ZoeDepthEstimator:
@@ -273,6 +316,7 @@ class ZoeDepthEstimator:
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
                 x = np.stack([images[i] for i in chunk]).astype(np.float32) / 255.0
+                x = pad_to_bucket(x, batch_size)
                 depth = self._resize(self._forward(self.params, x), size)
                 for j, i in enumerate(chunk):
                     results[i] = np.asarray(depth[j])

@@ -37,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Stage -> the config file (and `:args`) that runs it, for `--help`.
 STAGE_CONFIGS = {
+    "pretrain": "configs/pretrain.py",
     "teacher": "configs/teacher.py",
     "pseudo_label": "configs/pseudo_label.py",
     "student": "configs/student.py",
@@ -60,11 +61,12 @@ class UsageError(ValueError):
 def _stages():
     from dajax.eval import evaluate
     from dajax.projects.classify import study
-    from dajax.training import demo, metric, pseudo_label, student, teacher
+    from dajax.training import demo, metric, pretrain, pseudo_label, student, teacher
 
     return {
         "eval": evaluate.run,
         "classify": study.run,
+        "pretrain": pretrain.run,
         "teacher": teacher.run,
         "metric": metric.run,
         "pseudo_label": pseudo_label.run,
@@ -88,6 +90,50 @@ def _config_arg(argv: list[str]) -> str | None:
         if arg in ("--config", "-config") and i + 1 < len(argv):
             return argv[i + 1]
     return None
+
+
+def config_file(name: str) -> Path:
+    """The config file `name` means: a file at that path (from the working directory), else
+    the shipped config of that repository-relative path (`configs/student.py`) or name
+    (`student`, `student.py`), whatever the working directory.
+
+    Raises:
+      UsageError: one line naming `name` and the shipped configs.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = REPO_ROOT / "configs"
+    candidates = [REPO_ROOT / path] if not path.is_absolute() else []
+    if len(path.parts) == 1:
+        candidates.append(shipped / (name if name.endswith(".py") else f"{name}.py"))
+    for candidate in candidates:
+        if candidate.is_file() and candidate.resolve().parent == shipped.resolve():
+            return candidate
+    names = sorted(p.stem for p in shipped.glob("*.py") if p.stem not in ("__init__", "common"))
+    raise UsageError(
+        f"--config: {name}: no such config file (the shipped configs, by name from any folder: "
+        f"{', '.join(names)})"
+    )
+
+
+def resolve_config_arg(argv: list[str]) -> list[str]:
+    """`argv` with the file of `--config=FILE[:ARGS]` replaced by `config_file(FILE)`."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        flag, value = None, None
+        if arg.startswith(("--config=", "-config=")):
+            flag, value = arg.split("=", 1)
+            out[i] = None
+        elif arg in ("--config", "-config") and i + 1 < len(out):
+            flag, value = arg, out[i + 1]
+            out[i], out[i + 1] = None, None
+        if flag is None:
+            continue
+        name, colon, args = value.partition(":")
+        out[i] = f"--config={config_file(name)}{colon}{args}"
+        return [a for a in out if a is not None]
+    return out
 
 
 def _first_docstring_line(path: Path) -> str:
@@ -159,11 +205,10 @@ def parse_flags(argv: list[str]):
     Raises UsageError with one line for a missing or failing config file, an unknown flag or
     config field, or a value of the wrong type.
     """
+    argv = resolve_config_arg(argv)
     config_arg = _config_arg(argv)
     _refuse_indexed_fields(argv)
     argv, sources = _split_source_overrides(argv)
-    if config_arg is not None and not os.path.isfile(config_arg.split(":", 1)[0]):
-        raise UsageError(f"--config: {config_arg.split(':', 1)[0]}: no such config file")
     values = flags.FlagValues()  # fresh per call: main() may run more than once in a process
     config = config_flags.DEFINE_config_file(
         "config", None, "experiment config file[:args]", values, lock_config=True, sys_argv=argv
@@ -310,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     wants_help = any(a in ("-h", "--help", "-help", "--helpfull") for a in argv)
     argv = [a for a in argv if a not in ("-h", "--help", "-help", "--helpfull")]
     try:
+        argv = resolve_config_arg(argv)
         config, workdir = parse_flags(argv)
         if wants_help:
             config_arg = _config_arg(argv)

@@ -28,6 +28,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from dajax import runtime
 from dajax.dtypes import DTYPES
 from dajax.io.images import ImageReadError, read_image
 from dajax.io.inputs import Inputs, list_inputs
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--video", action="store_true", help="--input is a video; write OUT/<stem>_depth.mp4"
     )
+    runtime.add_compile_cache_flag(p)
     return p
 
 
@@ -270,11 +272,28 @@ def plan(args: argparse.Namespace) -> dict[str, str] | str:
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit code."""
     args = build_parser().parse_args(argv)
+    runtime.use_compilation_cache(enabled=not args.no_compile_cache)
     if not args.input and not args.demo:
         print("error: pass --input (or --demo for built-in data)", file=sys.stderr)
         return 2
     if not args.weights and not args.demo:
         print(WEIGHTS_HELP, file=sys.stderr)
+        return 2
+    video_data = [
+        f
+        for f, on in (
+            ("--save-npy", args.save_npy),
+            ("--save-png16", args.save_png16),
+            ("--ply", args.ply),
+        )
+        if on
+    ]
+    if args.video and video_data:
+        print(
+            f"error: {' and '.join(video_data)} write per-image data, which --video does not "
+            "(it writes one coloured mp4); predict the frames as images to get their data",
+            file=sys.stderr,
+        )
         return 2
     if args.impl == "reference" and args.dtype != "float32":
         print("error: --impl reference computes in float32; drop --dtype", file=sys.stderr)

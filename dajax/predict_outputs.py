@@ -56,10 +56,12 @@ def _write_point_cloud(path: str, image: np.ndarray, depth: np.ndarray, args) ->
 
 
 def write_video(estimator, path: str, args: argparse.Namespace) -> int:
-    """Writes OUT/<stem>_depth.mp4 with one colour scale for the whole clip; returns the exit
-    code (1, with one line on stderr, when the video cannot be read or written or no frame
-    was decoded: no empty file is left). Fewer frames than the file declares is a `warning:`
-    line on stderr; what decoded is written."""
+    """Writes OUT/<stem>_depth.mp4 with one colour scale for the whole clip: a first pass
+    predicts every frame for the clip's range (`DepthRange`), the second predicts them again
+    and writes them (twice the compute, no frame kept in memory). Returns the exit code (1,
+    with one line on stderr, when the video cannot be read or written or no frame was
+    decoded: no empty file is left). Fewer frames than the file declares is a `warning:` line
+    on stderr; what decoded is written."""
     from dajax.io.video import VideoReader, VideoWriter
 
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -73,12 +75,14 @@ def write_video(estimator, path: str, args: argparse.Namespace) -> int:
     cmap, depth_range = picture_cmap(estimator, args), DepthRange()
     try:
         with VideoReader(path) as reader:
+            for frame in tqdm(reader, total=reader.frame_count or None, unit="frame", desc="range"):
+                depth_range.update(estimator(frame))
+        with VideoReader(path) as reader:
             h, w = reader.height, reader.width
             size = (w, h) if args.pred_only else (2 * w + 50, h)
             with VideoWriter(out_path, reader.fps, size) as writer:
                 for frame in tqdm(reader, total=reader.frame_count or None, unit="frame"):
                     depth = estimator(frame)
-                    depth_range.update(depth)
                     rgb = depth_picture(depth, estimator.metric, cmap, depth_range)
                     writer.write(rgb if args.pred_only else side_by_side(frame, rgb))
         if writer.frames == 0:

@@ -52,24 +52,24 @@ def initialize(
     setup_logging()
 
 
-def compilation_cache_dir(explicit: str | None = None) -> str | None:
+def compilation_cache_dir(explicit: str | None = None, enabled: bool = True) -> str | None:
     """The persistent compilation cache's folder: `explicit`, else `$JAX_COMPILATION_CACHE_DIR`,
-    else `DEFAULT_COMPILATION_CACHE` (user-expanded); None when `$DAJAX_COMPILATION_CACHE` is
-    0 (off)."""
-    if os.environ.get(CACHE_SWITCH, "1").lower() in ("0", "false", "off", "no"):
+    else `DEFAULT_COMPILATION_CACHE` (user-expanded); None when `enabled` is False or
+    `$DAJAX_COMPILATION_CACHE` is 0 (off)."""
+    if not enabled or os.environ.get(CACHE_SWITCH, "1").lower() in ("0", "false", "off", "no"):
         return None
     folder = explicit or os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_COMPILATION_CACHE
     return os.path.expanduser(folder)
 
 
-def use_compilation_cache(explicit: str | None = None) -> str | None:
-    """Points JAX's persistent compilation cache at `compilation_cache_dir(explicit)` (or turns
-    it off), before anything compiles; returns the folder, or None when off.
+def use_compilation_cache(explicit: str | None = None, enabled: bool = True) -> str | None:
+    """Points JAX's persistent compilation cache at `compilation_cache_dir(explicit, enabled)`
+    (or turns it off), before anything compiles; returns the folder, or None when off.
 
     Programs of every compile time are stored (small CPU ones too) unless
     `$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS` sets a threshold.
     """
-    folder = compilation_cache_dir(explicit)
+    folder = compilation_cache_dir(explicit, enabled)
     if folder is None:
         jax.config.update("jax_enable_compilation_cache", False)
         return None
@@ -77,6 +77,18 @@ def use_compilation_cache(explicit: str | None = None) -> str | None:
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return folder
+
+
+def add_compile_cache_flag(parser) -> None:
+    """`--no-compile-cache` on an argparse parser (predict, app); pass its value to
+    `use_compilation_cache(enabled=not args.no_compile_cache)`."""
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="neither read nor write the persistent compilation cache (default: on, in "
+        f"$JAX_COMPILATION_CACHE_DIR or {DEFAULT_COMPILATION_CACHE}, so a second run compiles "
+        f"nothing; {CACHE_SWITCH}=0 turns it off too)",
+    )
 
 
 def _env_int(name: str) -> int | None:

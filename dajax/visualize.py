@@ -20,33 +20,27 @@ GAP = 50
 
 
 class DepthRange:
-    """A flicker-free value range for a sequence of depth maps (video).
-
-    Each frame's robust range (`low`/`high` percentiles) updates an exponential moving average,
-    so a value keeps (almost) the same colour from frame to frame, unlike per-frame min-max.
+    """One value range for a whole sequence of depth maps (a video clip): the lowest `low` and
+    the highest `high` percentile over every frame `update` saw, so a value has one colour
+    throughout the clip, after a cut too (values beyond the range clip to the end colours).
 
     Args:
-      low, high: percentiles of each frame that define its range.
-      momentum: weight of the running range per update (0 = per-frame ranges).
+      low, high: percentiles of each frame's finite values.
     """
 
-    def __init__(self, low: float = 2.0, high: float = 98.0, momentum: float = 0.9):
-        self.low, self.high, self.momentum = low, high, momentum
+    def __init__(self, low: float = 2.0, high: float = 98.0):
+        self.low, self.high = low, high
         self.lo: float | None = None
         self.hi: float | None = None
 
     def update(self, depth: np.ndarray) -> None:
-        """Folds one [H, W] map's finite values into the running range."""
+        """Widens the range to one [H, W] map's percentiles (its finite values)."""
         finite = depth[np.isfinite(depth)]
         if finite.size == 0:
             return
-        lo, hi = np.percentile(finite, [self.low, self.high])
-        if self.lo is None:
-            self.lo, self.hi = float(lo), float(hi)
-        else:
-            m = self.momentum
-            self.lo = m * self.lo + (1 - m) * float(lo)
-            self.hi = m * self.hi + (1 - m) * float(hi)
+        lo, hi = (float(v) for v in np.percentile(finite, [self.low, self.high]))
+        self.lo = lo if self.lo is None else min(self.lo, lo)
+        self.hi = hi if self.hi is None else max(self.hi, hi)
 
 
 def normalize_depth(depth: np.ndarray, value_range: DepthRange | None = None) -> np.ndarray:

@@ -126,6 +126,33 @@ def test_help_lists_stages_options_and_a_configs_fields(capsys):
     assert "  total_steps = 150" in out and "  eval_every = 0" in out
 
 
+@pytest.mark.parametrize("spelling", ["configs/teacher.py", "teacher", "teacher.py"])
+def test_the_shipped_configs_resolve_by_name_from_any_folder(spelling, tmp_path, monkeypatch):
+    """The README's `--config=configs/...` works from another folder, and so do bare names."""
+    monkeypatch.chdir(tmp_path)
+    argv = cli.resolve_config_arg(["prog", f"--config={spelling}:demo,steps=3", "--workdir=w"])
+    assert argv[1] == f"--config={TEACHER}:demo,steps=3"
+    config, workdir = cli.parse_flags(argv)
+    assert config.stage == "teacher" and config.total_steps == 3 and workdir == "w"
+    assert cli.resolve_config_arg(["prog", "--config", spelling])[1] == f"--config={TEACHER}"
+
+
+def test_a_local_file_wins_over_a_shipped_config_and_a_typo_lists_the_shipped_ones(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    mine = tmp_path / "configs" / "teacher.py"
+    shutil.copy(TEACHER, mine)
+    assert cli.resolve_config_arg(["prog", "--config=configs/teacher.py"])[1] == (
+        "--config=configs/teacher.py"
+    )
+    assert cli.main(["--config=techer:demo", "--workdir=w"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --config: techer: no such config file") and "teacher" in err
+    assert "Traceback" not in err
+
+
 def test_a_config_outside_the_checkout_loads_from_any_directory(tmp_path):
     """Only `dajax` is importable (as from an installed package); `configs` is not on the
     path, and the copied config imports `configs.common`."""

@@ -44,6 +44,18 @@ def read_list_file(path: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
+def list_file_paths(path: str) -> list[str]:
+    """The images a .txt list names, in order: a relative entry is relative to the list file's
+    folder (not the working directory), and a file named twice (in any spelling: relative and
+    absolute, `./`, `..`, a symlink) is read once, under its first spelling."""
+    base = os.path.dirname(os.path.abspath(path))
+    unique: dict[str, str] = {}
+    for entry in read_list_file(path):
+        entry = entry if os.path.isabs(entry) else os.path.join(base, entry)
+        unique.setdefault(os.path.realpath(entry), entry)
+    return list(unique.values())
+
+
 def list_inputs(spec: str, skip: str | None = None) -> Inputs:
     """The images `spec` names: a folder (searched recursively, sorted, without the folder
     `skip`, e.g. an output folder inside it), a .txt list, or one image file.
@@ -59,7 +71,7 @@ def list_inputs(spec: str, skip: str | None = None) -> Inputs:
     if not os.path.exists(spec):
         raise InputError(f"{spec}: no such file or folder")
     if spec.lower().endswith(".txt"):
-        paths = list(dict.fromkeys(read_list_file(spec)))  # a path listed twice is read once
+        paths = list_file_paths(spec)
         if not paths:
             raise InputError(f"{spec}: the list names no images")
         folders = [os.path.dirname(os.path.abspath(p)) for p in paths]

@@ -132,3 +132,15 @@ def test_upload_a_photo_and_get_its_depth_in_the_browser(browser, tmp_path):
     assert np.abs(pictures[1].astype(int) - depth_picture(depth, False, "spectral_r")).max() <= 1
     assert cv2.imread(str(tmp_path / "page.png")).shape[1] == 1280  # the screenshot decodes
     assert all(r.startswith(url) for r in resources), "the page fetched from outside"
+
+
+@pytest.mark.parametrize("flags, share", [([], False), (["--share"], True)])
+def test_share_is_a_flag_of_the_app(monkeypatch, flags, share):
+    """Gradio's start-up hint says to set share=True: `--share` is how (off by default)."""
+    import gradio as gr
+
+    launched = {}
+    monkeypatch.setattr(app, "load", lambda args: tiny_estimator())
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.update(kw))
+    assert app.main(flags) == 0
+    assert launched["share"] is share and launched["server_name"] == "127.0.0.1"

@@ -41,6 +41,19 @@ def test_list_files_mirror_below_their_common_folder(tmp_path):
         list_inputs(str(tmp_path / "empty.txt"))
 
 
+def test_list_entries_are_relative_to_the_list_and_one_file_in_two_spellings_is_read_once(
+    tmp_path, monkeypatch
+):
+    (a,) = _touch(tmp_path, "lists/photos/a.jpg")
+    os.symlink(a, tmp_path / "lists" / "link.jpg")
+    listing = tmp_path / "lists" / "list.txt"
+    listing.write_text(f"photos/a.jpg\n{a}\n./photos/../photos/a.jpg\nlink.jpg\n")
+    monkeypatch.chdir(tmp_path)  # not the list's folder
+    inputs = list_inputs(str(listing))
+    assert inputs.paths == [str(tmp_path / "lists" / "photos/a.jpg")]
+    assert os.path.samefile(inputs.paths[0], a)
+
+
 def test_write_png_raises_instead_of_returning_false(tmp_path):
     (tmp_path / "taken.png").mkdir()
     with pytest.raises(OutputError, match="taken.png: cannot write"):

@@ -1,15 +1,17 @@
 """`DepthEstimator` and the official preprocessing / post-processing rules (SPEC §4)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hf_oracle import tiny_config
 
-from dajax.inference import DepthEstimator
+from dajax.inference import DepthEstimator, batch_buckets
 from dajax.models import DepthAnything, init_params
 from dajax.preprocess import network_size, preprocess
+from dajax.preprocess_jnp import preprocess_jnp
 
 
 @pytest.mark.parametrize(
@@ -73,6 +75,28 @@ def test_batch_of_mixed_sizes_equals_single_calls(estimators):
         np.testing.assert_allclose(depth, est(image), rtol=1e-5, atol=1e-6)
 
 
+def test_any_number_of_images_runs_at_a_few_fixed_batch_sizes(estimators, monkeypatch):
+    """1..7 images of one shape compile at most 4 batch sizes (1, 2, 4, 8), and padding
+    changes no image's depth."""
+    est = estimators["v2"]
+    seen, apply = set(), est._apply
+
+    def recording(params, x):
+        seen.add(x.shape[0])
+        return apply(params, x)
+
+    monkeypatch.setattr(est, "_apply", recording)
+    rng = np.random.RandomState(2)
+    images = [rng.randint(0, 256, (28, 28, 3), np.uint8) for _ in range(7)]
+    singles = [est(image) for image in images]
+    for n in range(1, 8):
+        for depth, single in zip(est.batch(images[:n], batch_size=8), singles, strict=False):
+            np.testing.assert_allclose(depth, single, rtol=1e-5, atol=1e-6)
+    assert seen == {1, 2, 4, 8}
+    assert batch_buckets(8) == (1, 2, 4, 8) and batch_buckets(6) == (1, 2, 4, 6)
+    assert batch_buckets(1) == (1,)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -120,3 +144,34 @@ def test_extreme_aspect_ratios_are_capped(estimators):
     assert est.network_shape(45, 61) == network_size(45, 61, 56)  # ordinary images: official
     depth = est(np.full((300, 1, 3), 128, np.uint8))
     assert depth.shape == (300, 1) and np.isfinite(depth).all()
+
+
+@pytest.mark.parametrize("hw, input_size", [((30, 40), 28), ((600, 800), 518), ((37, 500), 28)])
+def test_jnp_preprocessing_matches_the_opencv_one(hw, input_size):
+    """Up-, down- and mixed-scale resizes: within 5e-4 of the normalised input, a thirtieth
+    of one 8-bit grey level (1 / 255 / 0.225)."""
+    image = np.random.default_rng(3).integers(0, 256, hw + (3,), np.uint8)
+    want = preprocess(image, input_size)
+    got = np.asarray(jax.jit(preprocess_jnp, static_argnums=1)(image, want.shape[:2]))
+    np.testing.assert_allclose(got, want, atol=5e-4)
+
+
+def test_jax_users_get_a_plain_flax_module_and_a_jittable_image_to_depth_function(estimators):
+    est = estimators["v2"]
+    images = np.random.default_rng(4).integers(0, 256, (2, 45, 61, 3), np.uint8)
+    module, variables = est.flax_module()
+    assert set(variables) == {"params"}
+    x = jnp.asarray(np.stack([preprocess(image, 56) for image in images]))
+    out = est.forward(x)
+    assert isinstance(out, jax.Array)  # forward takes and gives jax arrays
+    np.testing.assert_allclose(module.apply(variables, x), out, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(est.model.apply(est.variables, x), out, rtol=1e-5, atol=1e-6)
+
+    depth = est.depth_function(45, 61)
+    batched = jax.jit(depth)(est.params, images)
+    for image, got in zip(images, np.asarray(batched), strict=True):
+        np.testing.assert_allclose(got, est(image), rtol=1e-4, atol=1e-4)
+    mapped = jax.jit(jax.vmap(depth, in_axes=(None, 0)))(est.params, images[:, None])
+    np.testing.assert_allclose(mapped[:, 0], batched, rtol=1e-5, atol=1e-6)
+    grad = jax.grad(lambda img: depth(est.params, img).mean())(images.astype(np.float32))
+    assert grad.shape == images.shape and np.isfinite(grad).all() and np.abs(grad).max() > 0

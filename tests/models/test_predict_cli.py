@@ -119,6 +119,15 @@ def test_video_writes_a_depth_video(tmp_path, weights):
         assert (r.width, r.height) == (2 * 42 + 50, 28) and len(list(r)) == 3
 
 
+@pytest.mark.parametrize("flag", ["--save-npy", "--save-png16"])
+def test_per_frame_data_flags_with_video_are_refused_in_one_line(tmp_path, weights, capsys, flag):
+    args = ["--weights", weights, "--input", str(tmp_path / "clip.avi"), "--video", flag]
+    assert predict.main(args + ["--outdir", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag} write") and err.count("\n") == 1
+    assert not (tmp_path / "v").exists()
+
+
 def test_missing_weights_explain_where_to_get_them(tmp_path, capsys):
     image = str(tmp_path / "x.png")
     cv2.imwrite(image, np.zeros((8, 8, 3), np.uint8))
