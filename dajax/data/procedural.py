@@ -22,6 +22,13 @@ SHAPES = ("sphere", "box", "cylinder")
 TEXTURES = ("flat", "checker", "stripes", "noise")
 STYLES = ("indoor", "outdoor")
 SKY_DEPTH = np.inf
+# What each pixel shows (`render`'s `semantics`): the sky, the room's or ground's surfaces, and
+# the objects by shape. No depth in it: a stand-in for the semantic knowledge a pre-trained
+# encoder brings (`dajax.training.pretrain`).
+# The side walls share a class, so a mirrored image keeps its labels.
+SEMANTIC_CLASSES = ("sky", "floor", "back wall", "side wall", "ceiling", *SHAPES)
+# `render`'s background surfaces (floor, back wall, side walls, ceiling) -> semantic class.
+_BACKGROUND_CLASS = (1, 2, 3, 3, 4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +78,10 @@ class SceneSpec:
     max_depth: float
     roll_deg: float = 0.0  # camera rotation about its optical axis (tilts the horizon)
 
+
+# Rendered scenes a `ProceduralScenes` keeps in memory: 400 demo scenes at 96 x 96 take 33 MB,
+# 100 at 518 x 518 take 240 MB.
+DEFAULT_CACHE_BYTES = 256 * 2**20
 
 # The camera ranges the built-in scenes are drawn from unless a source asks for others.
 PITCH_RANGE = (-20.0, -3.0)
@@ -233,7 +244,8 @@ def render(spec: SceneSpec, height: int, width: int) -> dict[str, np.ndarray]:
       `image` [H, W, 3] uint8 RGB, `depth` [H, W] float32 camera z-depth (along the optical
       axis) in metres (inf for sky),
       `mask` [H, W] bool (finite and < max_depth), `sky` [H, W] bool (the ray hits nothing),
-      `labels` [H, W] int32 (object index + 1, 0 for background).
+      `labels` [H, W] int32 (object index + 1, 0 for background), `semantics` [H, W] uint8
+      (index into `SEMANTIC_CLASSES`).
     """
     d = _rays(spec, height, width)
     o = np.array([0.0, spec.camera_height, 0.0], np.float32)  # floor at y = 0
@@ -273,12 +285,18 @@ def render(spec: SceneSpec, height: int, width: int) -> dict[str, np.ndarray]:
     depth = np.where(sky, SKY_DEPTH, t * (d @ optical_axis)).astype(np.float32)
     mask = np.isfinite(depth) & (depth < spec.max_depth)
     labels = np.where(sky | (hit < n_background), 0, hit - n_background + 1).astype(np.int32)
+    shape_class = np.array(
+        _BACKGROUND_CLASS[:n_background] + tuple(5 + SHAPES.index(o.shape) for o in spec.objects),
+        np.uint8,
+    )
+    semantics = np.where(sky, 0, shape_class[hit]).astype(np.uint8)
     return {
         "image": (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8),
         "depth": depth,
         "mask": mask,
         "sky": sky,
         "labels": labels,
+        "semantics": semantics,
     }
 
 
@@ -320,6 +338,7 @@ def render_scene(
     seed: int = 0,
     pitch_range: tuple[float, float] = PITCH_RANGE,
     roll_range: tuple[float, float] = ROLL_RANGE,
+    semantics: bool = False,
 ) -> dict:
     """Scene `index` of the family of scenes drawn with `seed` (and the camera ranges, see
     `sample_scene`): a labeled record.
@@ -327,19 +346,22 @@ def render_scene(
     Returns:
       `{image [H,W,3] uint8, depth [H,W] float32 metres (0 where invalid), mask [H,W] bool
       (valid depth), sky [H,W] bool (outdoor sky, never in `mask`), source:
-      'procedural_<style>'}`.
+      'procedural_<style>'}`, plus `semantics [H,W] uint8` (`SEMANTIC_CLASSES`) when asked.
     """
     rng = np.random.default_rng((seed, index, STYLES.index(style)))
     spec = sample_scene(rng, style, pitch_range=pitch_range, roll_range=roll_range)
     out = render(spec, height, width)
     depth = np.where(out["mask"], out["depth"], 0.0).astype(np.float32)
-    return {
+    record = {
         "image": out["image"],
         "depth": depth,
         "mask": out["mask"],
         "sky": out["sky"],
         "source": f"procedural_{style}",
     }
+    if semantics:
+        record["semantics"] = out["semantics"]
+    return record
 
 
 class ProceduralScenes:
@@ -354,6 +376,12 @@ class ProceduralScenes:
         sky is known exactly, so pseudo-labels can set it to disparity 0).
       pitch_range, roll_range: (low, high) camera tilt and roll in degrees (`sample_scene`);
         e.g. a narrow labeled set and a broader unlabeled pool.
+      semantics: records also carry `semantics [H, W] uint8` (`SEMANTIC_CLASSES`), the
+        pre-training stage's targets (`dajax.training.pretrain`).
+      cache_bytes: scenes are rendered once and kept (read-only arrays) while their total size
+        stays within this many bytes; later ones are rendered on every read. Rendering is
+        deterministic, so the cache changes no value, only the time: a training run reads each
+        of its scenes hundreds of times. 0 turns it off.
     """
 
     def __init__(
@@ -366,6 +394,8 @@ class ProceduralScenes:
         images_only: bool = False,
         pitch_range: tuple[float, float] = PITCH_RANGE,
         roll_range: tuple[float, float] = ROLL_RANGE,
+        semantics: bool = False,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ):
         for name, (low, high) in (("pitch_range", pitch_range), ("roll_range", roll_range)):
             if not -90.0 <= low <= high <= 90.0:
@@ -374,8 +404,11 @@ class ProceduralScenes:
                 )
         self.num_scenes, self.height, self.width = num_scenes, height, width
         self.styles, self.seed, self.images_only = tuple(styles), seed, images_only
+        self.semantics = semantics
         self.pitch_range = (float(pitch_range[0]), float(pitch_range[1]))
         self.roll_range = (float(roll_range[0]), float(roll_range[1]))
+        self._cache: dict[int, dict] = {}
+        self._cache_free = int(cache_bytes)
 
     def __len__(self) -> int:
         return self.num_scenes
@@ -383,10 +416,33 @@ class ProceduralScenes:
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.num_scenes:
             raise IndexError(f"scene {index} out of range [0, {self.num_scenes})")
+        record = self._cache.get(index)
+        if record is None:
+            record = self._render(int(index))
+        return dict(record)
+
+    def _render(self, index: int) -> dict:
+        """Renders scene `index` (the `images_only` view when asked), keeping it in the cache
+        while the byte budget lasts."""
         style = self.styles[index % len(self.styles)]
         record = render_scene(
-            int(index), self.height, self.width, style, self.seed, self.pitch_range, self.roll_range
+            index,
+            self.height,
+            self.width,
+            style,
+            self.seed,
+            self.pitch_range,
+            self.roll_range,
+            self.semantics,
         )
         if self.images_only:
-            return {"image": record["image"], "sky": record["sky"], "source": record["source"]}
+            kept = ("image", "sky", "source", "semantics")
+            record = {k: v for k, v in record.items() if k in kept}
+        size = sum(v.nbytes for v in record.values() if isinstance(v, np.ndarray))
+        if size <= self._cache_free:
+            for value in record.values():
+                if isinstance(value, np.ndarray):
+                    value.flags.writeable = False
+            self._cache[index] = record
+            self._cache_free -= size
         return record

@@ -13,7 +13,7 @@ from dajax.data.rgbd_sources import KITTIList, NYUv2H5Tree, NYUv2Labeled, Paired
 from dajax.data.unlabeled import UnlabeledImages
 
 
-def _procedural(spec, images_only: bool):
+def _procedural(spec, images_only: bool, semantics: bool = False):
     return ProceduralScenes(
         spec.num_scenes,
         spec.height,
@@ -24,12 +24,15 @@ def _procedural(spec, images_only: bool):
         # configs written before the camera ranges existed have neither key
         tuple(spec.get("pitch_range", PITCH_RANGE)),
         tuple(spec.get("roll_range", ROLL_RANGE)),
+        semantics,
     )
 
 
 SOURCES = {
     "procedural": lambda spec: _procedural(spec, images_only=False),
     "procedural_images": lambda spec: _procedural(spec, images_only=True),
+    # images with their class maps, no depth: the encoder pre-training's data
+    "procedural_semantics": lambda spec: _procedural(spec, images_only=True, semantics=True),
     "image_folder": lambda spec: UnlabeledImages(spec.path, spec.get("sky_masks") or None),
     "pseudo_labels": lambda spec: PseudoLabelSource(spec.path),
     "nyu_mat": lambda spec: NYUv2Labeled(spec.path, spec.get("split", "all"), spec.get("splits")),
@@ -189,7 +192,7 @@ EMPTY_PATH_HINTS = {
 
 # Built-in synthetic scenes: the demo's data, refused as a full-size run's training data
 # unless the config says `data.allow_procedural` (`check_training_data`).
-PROCEDURAL_KINDS = ("procedural", "procedural_images")
+PROCEDURAL_KINDS = ("procedural", "procedural_images", "procedural_semantics")
 
 
 def check_training_data(data_cfg) -> None:

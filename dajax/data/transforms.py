@@ -18,7 +18,7 @@ import numpy as np
 
 log = logging.getLogger("dajax")
 
-TARGETS = ("disparity", "depth")
+TARGETS = ("disparity", "depth", "semantics")
 
 
 def resize_shorter(record: dict, size: int) -> dict:
@@ -35,7 +35,7 @@ def resize_shorter(record: dict, size: int) -> dict:
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     out = dict(record)
     out["image"] = cv2.resize(record["image"], (nw, nh), interpolation=cv2.INTER_LINEAR)
-    for key in ("depth", "mask", "sky", "disparity", "cutmix_mask"):
+    for key in ("depth", "mask", "sky", "disparity", "cutmix_mask", "semantics"):
         if key in record:
             arr = record[key].astype(np.uint8) if record[key].dtype == bool else record[key]
             mode = cv2.INTER_LINEAR if key == "disparity" else cv2.INTER_NEAREST_EXACT
@@ -111,7 +111,9 @@ class LabeledTrainTransform(grain.transforms.RandomMap):
     Output: `{image [S,S,3] uint8, target [S,S] float32, mask [S,S] bool}`; the target is the
     per-image normalised disparity in [0, 1] (`target='disparity'`, relative training; a
     record's `sky` is disparity 0 and inside `mask`, the loss mask = valid | sky) or the depth
-    in metres (`target='depth'`, metric fine-tuning; 0 where invalid, sky stays invalid).
+    in metres (`target='depth'`, metric fine-tuning; 0 where invalid, sky stays invalid) or
+    the record's class map (`target='semantics'`, int32 `procedural.SEMANTIC_CLASSES`, every
+    pixel in `mask`; the encoder pre-training of `dajax.training.pretrain`).
     """
 
     size: int = 518
@@ -123,7 +125,9 @@ class LabeledTrainTransform(grain.transforms.RandomMap):
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
-        record = resize_shorter(sanitize(record), self.size)
+        if self.target != "semantics":  # class maps hold no depth to sanitize
+            record = sanitize(record)
+        record = resize_shorter(record, self.size)
         h, w = record["image"].shape[:2]
         record = crop(
             record,
@@ -133,6 +137,9 @@ class LabeledTrainTransform(grain.transforms.RandomMap):
         )
         if self.flip and rng.random() < 0.5:
             record = hflip(record)
+        if self.target == "semantics":
+            labels = record["semantics"].astype(np.int32)
+            return {"image": record["image"], "target": labels, "mask": np.ones_like(labels, bool)}
         if self.target == "depth":
             depth = np.where(record["mask"], record["depth"], 0.0).astype(np.float32)
             return {"image": record["image"], "target": depth, "mask": record["mask"]}

@@ -4,8 +4,10 @@ Recipes supply the pieces (initial params, optimiser, loss, input iterator, froz
 this module does the workdir lock, the jit/sharding recipe, checkpoint/resume, preemption,
 logging (metrics.jsonl, TensorBoard, curves.png), validation and the non-finite guard.
 
-The loop waits for the device only at log steps (for the step's metrics and the non-finite
-guard), then hands the writing to `MetricsLog`'s thread; curves.png is redrawn at each
+The loop reads a log step's metrics (and the non-finite guard's count) after queueing the next
+step, so the device never idles while the host logs (at once where the step also saves,
+validates, ends or is preempted), then hands the writing to `MetricsLog`'s thread; curves.png
+is redrawn at each
 checkpoint and at the end. It logs the train step's compile time, the run's compile seconds
 (`runtime.compile_report`) and its pace (steps/s after the compile). Each checkpoint save is
 a line on stdout; the progress bar's clock starts after the compile, so its ETA counts steps.
@@ -185,7 +187,7 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
     try:
         with MetricsLog(workdir) as metrics_log:
             t_start = t_log = time.perf_counter()
-            step_log = step
+            step_log, pending = step, None
             while step < config.total_steps:
                 batch = sharding.global_batch(next(recipe.batches), mesh)
                 if compiled is None:
@@ -196,18 +198,30 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
                     _restart_clock(progress)
                 state, metrics = compiled(state, batch, frozen)
                 step += 1
-                last = step == config.total_steps
-                log_now = step % config.log_every == 0 or last
-                if log_now:
-                    _log(step, state, metrics, batch, recipe, metrics_log, t_log, step_log)
+                if pending is not None:  # the previous log step's values, ready by now
+                    t_log, step_log = _log(pending, metrics_log, t_log, step_log)
+                    pending = None
                     ckpt.check()  # a background save that failed stops the run here
-                if validator and (step % config.eval_every == 0 or last):
-                    validator(step, state.params, metrics_log)
-                if log_now:  # images/s leave out the log steps' work and validation
-                    t_log, step_log = time.perf_counter(), step
-                preempted = preemption.reached(step)
+                last = step == config.total_steps
+                if step % config.log_every == 0 or last:
+                    pending = _LogStep(step, metrics, batch, recipe.learning_rates)
+                    if recipe.on_log:
+                        recipe.on_log(step, state, metrics_log)
+                validate = validator and (step % config.eval_every == 0 or last)
                 # Only at multiples of checkpoint_every (Orbax alone would save step 1 too).
-                due = step % config.checkpoint_every == 0 or preempted
+                due = step % config.checkpoint_every == 0
+                if pending is not None and (validate or due or last):
+                    t_log, step_log = _log(pending, metrics_log, t_log, step_log)
+                    pending = None
+                    ckpt.check()
+                preempted = preemption.reached(step)
+                if pending is not None and preempted:
+                    t_log, step_log = _log(pending, metrics_log, t_log, step_log)
+                    pending = None
+                due = due or preempted
+                if validate:
+                    validator(step, state.params, metrics_log)
+                    t_log, step_log = time.perf_counter(), step  # images/s leave it out
                 if due and ckpt.save(step, state, recipe.batches, force=preempted):
                     _announce_save(progress, step, workdir)
                     metrics_log.write_curves()
@@ -288,19 +302,34 @@ def compile_step(step_fn, mesh, state, batch, frozen):
     return compiled
 
 
-def _log(step, state, metrics, batch, recipe, metrics_log, t_log, step_log) -> None:
-    """A log step: waits for the step's metrics (the loop's one wait for the device), stops
-    the run if a step was non-finite, logs the metrics with the learning rates and the pace
-    since the previous log step (`step_log`, ended at `t_log`, perf_counter seconds), and runs
-    `recipe.on_log`."""
-    skipped, values = jax.device_get((state.skipped, metrics))
-    _check_finite(step, int(skipped), float(values["loss"]))
-    seconds_per_step = (time.perf_counter() - t_log) / (step - step_log)
-    if recipe.learning_rates:
-        values = dict(values, **recipe.learning_rates(step - 1))
-    _log_step(step, values, batch, seconds_per_step, metrics_log)
-    if recipe.on_log:
-        recipe.on_log(step, state, metrics_log)
+@dataclasses.dataclass
+class _LogStep:
+    """A log step's values on their way to the host: the loop reads them after dispatching the
+    next step, so the device never waits for the host's logging."""
+
+    step: int
+    metrics: dict
+    batch: dict
+    learning_rates: Callable[[int], dict[str, float]] | None
+
+    def __post_init__(self):
+        for value in jax.tree.leaves(self.metrics):
+            value.copy_to_host_async()
+
+
+def _log(pending: _LogStep, metrics_log, t_log: float, step_log: int) -> tuple[float, int]:
+    """Waits for a log step's metrics, stops the run if a step was non-finite, and logs the
+    metrics with the learning rates and the pace since the previous log step (`step_log`,
+    ended at `t_log`, perf_counter seconds). Returns the new (t_log, step_log)."""
+    values = jax.device_get(pending.metrics)
+    step = pending.step
+    _check_finite(step, int(values["skipped_steps"]), float(values["loss"]))
+    now = time.perf_counter()
+    seconds_per_step = (now - t_log) / max(step - step_log, 1)
+    if pending.learning_rates:
+        values = dict(values, **pending.learning_rates(step - 1))
+    _log_step(step, values, pending.batch, seconds_per_step, metrics_log)
+    return now, step
 
 
 def _check_finite(step: int, skipped: int, loss: float) -> None:

@@ -68,8 +68,10 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
         opt_state = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old), opt_state, state.opt_state
         )
-        metrics = dict(metrics, loss=loss, grad_norm=grad_norm)
         skipped = state.skipped + (~finite).astype(jnp.int32)
+        # `skipped_steps` (the run's count so far) rides with the metrics, which the loop reads
+        # a step late, after the state holding it went to the next step.
+        metrics = dict(metrics, loss=loss, grad_norm=grad_norm, skipped_steps=skipped)
         new = TrainState(step=state.step + 1, params=params, opt_state=opt_state, skipped=skipped)
         return new, metrics
 

@@ -57,6 +57,25 @@ def test_source_and_unlabeled_view():
         source[5]
 
 
+def test_cached_scenes_equal_fresh_renders_within_the_byte_budget():
+    """The render cache changes no value, hands out arrays nobody can write into, and keeps
+    only as many scenes as its byte budget holds (9 bytes per pixel of a labeled record)."""
+    per_scene = 24 * 32 * (3 + 4 + 1 + 1)
+    cached = ProceduralScenes(4, 24, 32, seed=2, cache_bytes=2 * per_scene)
+    fresh = ProceduralScenes(4, 24, 32, seed=2, cache_bytes=0)
+    for _ in range(2):
+        for i in range(4):
+            a, b = cached[i], fresh[i]
+            assert a.keys() == b.keys()
+            for key in ("image", "depth", "mask", "sky"):
+                np.testing.assert_array_equal(a[key], b[key])
+    assert sorted(cached._cache) == [0, 1] and not fresh._cache
+    with pytest.raises(ValueError, match="read-only"):
+        cached[0]["image"][0, 0] = 0
+    cached[0]["image"] = None  # the record is the caller's own dict
+    assert cached[0]["image"] is not None
+
+
 def test_roll_tilts_the_horizon_and_keeps_depth_along_the_optical_axis():
     """Rolling the camera about its optical axis rotates the image: the sky/ground boundary of
     an empty outdoor scene leans (the floor reaches higher on one side), and the depth of the
