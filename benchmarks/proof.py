@@ -3,9 +3,11 @@ that beat it (issue 29), with the paper's Table 9 rows, over seeds.
 
     python benchmarks/proof.py --seeds 0 1 2 --out benchmarks/proof
 
-Per seed, on `--config` (`configs/student.py:proof,broad` by default: 40 labeled scenes with
-the level camera, a pool of 1600 unlabeled scenes and the held-out scenes drawn from the broader
-cameras): the demo's teacher is trained on the labeled scenes and pseudo-labels the pool
+Per seed, on `--config` (`configs/student.py:proof,broad` by default: 40 labeled scenes, a
+pool of 1600 unlabeled scenes and the held-out scenes, all drawn from the broader cameras; both
+networks start from the stand-in for DINOv2 shipped in `configs/standin_encoder.safetensors`,
+which `configs/pretrain.py` trained on class maps of other scenes, no depth): the demo's teacher
+is trained on the labeled scenes and pseudo-labels the pool
 (`dajax.training.demo.train_teacher_and_label`); one student per row is trained from the same
 initial encoder on the same labels; every model is scored on the held-out scenes with the
 zero-shot relative protocol (`evaluate_checkpoints`), beside the trivial baselines and the
@@ -22,8 +24,9 @@ token-grid oracle (`dajax.eval.oracle`). Rows:
 
 Each row gets AbsRel, δ1 and `content` (`content`: how much the per-image-normalised prediction
 varies between images, as a fraction of the ground truth's; 0 for a prediction that ignores the
-image). `--config proof,broad,dinov2=PATH` starts both networks from DINOv2 weights, and L_feat
-then aligns to them as in the paper (without them, to the teacher's encoder). The held-out
+image). L_feat aligns to the initial encoder, as the paper's does to DINOv2;
+`--config proof,broad,standin=False` starts both networks from a random encoder instead (L_feat
+then aligns to the teacher's encoder), `--config proof,broad,dinov2=PATH` from DINOv2. The held-out
 scenes come from the procedural family `heldout_family(--heldout-seed)`,
 which no training set uses, so every seed gives scenes unseen in training.
 

@@ -19,11 +19,13 @@ broader cameras (`common.BROAD_CAMERAS`: tilted up as well as down, rolled). Abl
 `--config.loss.unlabeled=False`; S off is `--config.loss.color_blur=False
 --config.loss.cutmix=False` (jitter, grayscale and blur; CutMix); `--config.loss.feature=False`.
 
-`proof` is `benchmarks/proof.py`'s label-scarce demo (`docs/method.md`, "The demo"): the
+`proof` is `benchmarks/proof.py`'s label-scarce demo (`docs/method.md`, "The proof run"): the
 demo's networks and stages with `PROOF_LABELED` labeled scenes for teacher and student, a
-pool of `PROOF_UNLABELED` unlabeled scenes and `PROOF_HELDOUT` held-out scenes drawn like the
-pool (with `broad`, both from the broader cameras), `PROOF_STEPS` steps per stage unless
-`steps=N`.
+pool of `PROOF_UNLABELED` unlabeled scenes and `PROOF_HELDOUT` held-out scenes, all drawn alike
+(with `broad`, from the broader cameras), `PROOF_STEPS` steps per stage unless `steps=N`. Both
+networks start from the stand-in for DINOv2 that ships beside this file (`PROOF_ENCODER`, made
+by `configs/pretrain.py`: class maps, no depth) and L_feat aligns to it, as the paper does with
+DINOv2; `standin=False` starts them from a random encoder instead, `dinov2=PATH` from DINOv2.
 
 `recipe=v2` is Depth Anything V2's student: pseudo-labeled images only (no labeled batch, no
 labeled data read: `loss.labeled=False`), 192 of them per step for 480K steps, each region's
@@ -31,6 +33,8 @@ labeled data read: `loss.labeled=False`), 192 of them per step for 480K steps, e
 (`loss.gradient_weight`); `demo,recipe=v2` trains the demo's teacher with V2's recipe as well
 (`docs/method.md`). `recipe=v1` (the default) is V1's.
 """
+
+import os
 
 import ml_collections
 
@@ -42,6 +46,12 @@ V2_STEPS = 480_000  # V2 §7.1: students, batch 192 for 480K iterations
 # steps keep a seed (teacher, labels, 3 students, evaluation) under 45 min on 2 shared CPU
 # cores: measured at 200 steps, 1.48 s per step of all four stages together and 220 s fixed.
 PROOF_LABELED, PROOF_UNLABELED, PROOF_HELDOUT, PROOF_STEPS = 40, 1600, 200, 1500
+# The stand-in for DINOv2 both networks of `proof` start from:
+#   python -m dajax.main --config=configs/pretrain.py --workdir=runs/pretrain
+#   cp runs/pretrain/encoder.safetensors configs/standin_encoder.safetensors
+PROOF_ENCODER = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "standin_encoder.safetensors"
+)
 
 
 def get_config(arg=None):
@@ -55,6 +65,7 @@ def get_config(arg=None):
         broad=False,
         dinov2="",
         recipe="v1",
+        standin=True,
     )
     demo, v2 = args.demo or args.proof, teacher_config.check_recipe(args.recipe) == "v2"
     # The paper: one sweep over its 62M unlabeled images at a global batch of 128 (V2: 480K
@@ -129,17 +140,23 @@ def get_config(arg=None):
         config.optim.warmup_steps = 10
         _demo_stages(config, steps, args)
     if args.proof:
-        _proof_sizes(config)
+        _proof_world(config, args)
     return config
 
 
-def _proof_sizes(config):
-    """`proof`'s data sizes on a demo config: the labeled scenes of student and teacher, the
-    unlabeled pool (shared by the student and the data engine) and the held-out scenes; one
-    checkpoint and depth preview every 500 steps instead of the demo's 50."""
+def _proof_world(config, args):
+    """`proof` on a demo config: the labeled scenes of student and teacher (drawn like the
+    pool), the unlabeled pool (shared by the student and the data engine) and the held-out
+    scenes; the stand-in encoder unless `standin=False` or `dinov2=PATH`; one checkpoint and
+    depth preview every 500 steps instead of the demo's 50."""
     for stage in (config, config.teacher_stage):
-        stage.data.labeled[0][0].num_scenes = PROOF_LABELED
+        labeled = stage.data.labeled[0][0]
+        labeled.num_scenes = PROOF_LABELED
+        if args.broad:
+            labeled.update(common.BROAD_CAMERAS)
         stage.update(checkpoint_every=500, image_every=500)
+    if args.standin and not args.dinov2:
+        config.init.dinov2 = PROOF_ENCODER  # the teacher's init follows (a reference)
     config.data.unlabeled.num_scenes = PROOF_UNLABELED
     config.pseudo_stage.data.unlabeled.num_scenes = PROOF_UNLABELED
     config.eval.data.num_scenes = PROOF_HELDOUT
