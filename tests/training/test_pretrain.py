@@ -129,4 +129,6 @@ def test_the_proof_starts_both_networks_from_the_shipped_stand_in():
     for seed in range(3):
         fresh = setup.initial_params(model_config, "", seed=seed)["pretrained"]
         assert not np.allclose(shipped["cls_token"], fresh["cls_token"])
-    assert student_config.get_config("proof,broad,standin=False").init.dinov2 == ""
+    assert config.optim.base_lr == config.teacher_stage.optim.base_lr == 5e-5
+    scratch = student_config.get_config("proof,broad,standin=False")
+    assert scratch.init.dinov2 == "" and scratch.teacher_stage.optim.base_lr == 2e-4
