@@ -16,7 +16,9 @@ Gradio's analytics are off and the page uses the system's fonts.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -26,6 +28,9 @@ from dajax import runtime
 from dajax.weights.options import add_loader_options, loader_kwargs
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # set before gradio is imported
+
+KEEP_REQUESTS = 16  # requests whose downloads stay on disk (`RequestFolders`)
+UPLOAD_CACHE = (600, 3600)  # Gradio's upload copies: check every 600 s, delete if > 3600 s old
 
 RANDOM_NOTE = (
     "**No `--weights` given: these are random demo weights (a seeded ViT-S).** The page works "
@@ -69,6 +74,30 @@ def depth_downloads(estimator, image: np.ndarray, folder: str, stem: str, fov: f
     return {"picture": depth_picture(depth, estimator.metric, cmap), **files}
 
 
+class RequestFolders:
+    """One temporary folder per request under a folder of the app's own, keeping only the
+    newest `keep` (a page shows one answer at a time; its downloads stay until `keep` newer
+    requests came), and removing them all when the process exits.
+
+    Args:
+      keep: how many requests' files stay on disk (default `KEEP_REQUESTS`).
+    """
+
+    def __init__(self, keep: int = 0):
+        self.keep = keep or KEEP_REQUESTS
+        self.root = tempfile.mkdtemp(prefix="dajax-app-")
+        self._folders: list[str] = []
+        atexit.register(shutil.rmtree, self.root, True)
+
+    def new(self) -> str:
+        """A fresh folder for one request's files; the oldest beyond `keep` are deleted."""
+        folder = tempfile.mkdtemp(dir=self.root)
+        self._folders.append(folder)
+        while len(self._folders) > self.keep:
+            shutil.rmtree(self._folders.pop(0), ignore_errors=True)
+        return folder
+
+
 def describe(estimator, weights: str | None) -> str:
     """The page's note on what runs: the weights and the kind of map, or the random demo."""
     c = estimator.config
@@ -87,6 +116,8 @@ def build_app(estimator, note: str, fov: float = 60.0):
 
     from dajax.io.images import ImageReadError, read_image
 
+    folders = RequestFolders()
+
     def predict(path):
         if not path:
             raise gr.Error("Upload an image first.")
@@ -95,10 +126,11 @@ def build_app(estimator, note: str, fov: float = 60.0):
         except ImageReadError as e:
             raise gr.Error(str(e)) from None
         stem = os.path.splitext(os.path.basename(path))[0]
-        out = depth_downloads(estimator, image, tempfile.mkdtemp(prefix="dajax-app-"), stem, fov)
+        out = depth_downloads(estimator, image, folders.new(), stem, fov)
         return (image, out["picture"]), out["gray"], out["png16"], out["npy"], out.get("ply")
 
-    with gr.Blocks(title="dajax: Depth Anything") as demo:
+    # Gradio's copies of uploads: every 10 minutes, those older than an hour are deleted.
+    with gr.Blocks(title="dajax: Depth Anything", delete_cache=UPLOAD_CACHE) as demo:
         gr.Markdown("# Depth Anything (dajax)\n" + note)
         with gr.Row():
             image = gr.Image(  # image_mode=None: Gradio keeps the upload undecoded for read_image

@@ -144,3 +144,17 @@ def test_share_is_a_flag_of_the_app(monkeypatch, flags, share):
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.update(kw))
     assert app.main(flags) == 0
     assert launched["share"] is share and launched["server_name"] == "127.0.0.1"
+
+
+def test_request_files_are_bounded_and_leave_with_the_process(tmp_path):
+    """Only the newest `keep` requests' downloads stay on disk, under one folder of the app's
+    own (removed at exit: `atexit`)."""
+    folders = app.RequestFolders(keep=3)
+    made = []
+    for i in range(7):
+        made.append(folders.new())
+        with open(os.path.join(made[-1], "x.npy"), "wb") as f:
+            f.write(b"0" * 100)
+    assert [os.path.isdir(f) for f in made] == [False] * 4 + [True] * 3
+    assert sorted(os.listdir(folders.root)) == sorted(os.path.basename(f) for f in made[-3:])
+    shutil.rmtree(folders.root)
