@@ -29,6 +29,9 @@ from dajax.weights.options import add_loader_options, loader_kwargs
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # set before gradio is imported
 
+# The page's pointer to the documentation (it runs offline: a path in the repository, not a URL)
+DOCS_NOTE = "Docs: `docs/predict.md` in the dajax repository; `python -m dajax.app --help`."
+EXAMPLES = 4  # rendered scenes in the examples row
 KEEP_REQUESTS = 16  # requests whose downloads stay on disk (`RequestFolders`)
 UPLOAD_CACHE = (600, 3600)  # Gradio's upload copies: check every 600 s, delete if > 3600 s old
 
@@ -98,6 +101,22 @@ class RequestFolders:
         return folder
 
 
+def example_images(folder: str, count: int = EXAMPLES) -> list[str]:
+    """`count` procedural scenes (`dajax.data.procedural`, indoor and outdoor in turn) rendered
+    at 518 x 518 into `folder` as PNGs, for the page's examples row; their paths."""
+    from PIL import Image
+
+    from dajax.data.procedural import render_scene
+
+    paths = []
+    for index in range(count):
+        style = ("indoor", "outdoor")[index % 2]
+        path = os.path.join(folder, f"example_{index}_{style}.png")
+        Image.fromarray(render_scene(index, 518, 518, style, seed=7)["image"]).save(path)
+        paths.append(path)
+    return paths
+
+
 def describe(estimator, weights: str | None) -> str:
     """The page's note on what runs: the weights and the kind of map, or the random demo."""
     c = estimator.config
@@ -131,7 +150,7 @@ def build_app(estimator, note: str, fov: float = 60.0):
 
     # Gradio's copies of uploads: every 10 minutes, those older than an hour are deleted.
     with gr.Blocks(title="dajax: Depth Anything", delete_cache=UPLOAD_CACHE) as demo:
-        gr.Markdown("# Depth Anything (dajax)\n" + note)
+        gr.Markdown(f"# Depth Anything (dajax)\n{note}  \n{DOCS_NOTE}")
         with gr.Row():
             image = gr.Image(  # image_mode=None: Gradio keeps the upload undecoded for read_image
                 label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"]
@@ -140,6 +159,7 @@ def build_app(estimator, note: str, fov: float = 60.0):
                 label="Image | depth", type="numpy", format="png", elem_id="depth-slider"
             )
         run = gr.Button("Compute depth", variant="primary")
+        gr.Examples(example_images(folders.root), inputs=image, label="Examples (rendered scenes)")
         with gr.Row():
             gray = gr.File(label="Grayscale depth (PNG, white = near)", elem_id="gray")
             png16 = gr.File(label="16-bit depth (PNG with scale and offset)", elem_id="png16")

@@ -158,3 +158,17 @@ def test_request_files_are_bounded_and_leave_with_the_process(tmp_path):
     assert [os.path.isdir(f) for f in made] == [False] * 4 + [True] * 3
     assert sorted(os.listdir(folders.root)) == sorted(os.path.basename(f) for f in made[-3:])
     shutil.rmtree(folders.root)
+
+
+def test_the_page_offers_rendered_examples_and_points_to_the_docs(tmp_path):
+    import gradio as gr
+
+    paths = app.example_images(str(tmp_path), 2)
+    images = [cv2.imread(p) for p in paths]
+    assert [i.shape for i in images] == [(518, 518, 3)] * 2
+    assert not np.array_equal(images[0], images[1])  # an indoor and an outdoor scene
+    demo = app.build_app(tiny_estimator(), "note")
+    datasets = [b for b in demo.blocks.values() if isinstance(b, gr.Dataset)]
+    assert len(datasets) == 1 and len(datasets[0].samples) == app.EXAMPLES
+    texts = [b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown)]
+    assert any("docs/predict.md" in t for t in texts)
