@@ -117,6 +117,20 @@ def example_images(folder: str, count: int = EXAMPLES) -> list[str]:
     return paths
 
 
+def _undecoded(preprocess):
+    """An upload's own path, unopened, for `gr.Image.preprocess`: Gradio opens every uploaded
+    file with PIL first, so a file that is not an image failed there with a bare "Error" badge;
+    `read_image` now says why, in one line on the page. Pasted images (data URLs) still go
+    through Gradio's own `preprocess`."""
+
+    def path_of(payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return payload.path
+        return preprocess(payload)
+
+    return path_of
+
+
 def describe(estimator, weights: str | None) -> str:
     """The page's note on what runs: the weights and the kind of map, or the random demo."""
     c = estimator.config
@@ -155,6 +169,7 @@ def build_app(estimator, note: str, fov: float = 60.0):
             image = gr.Image(  # image_mode=None: Gradio keeps the upload undecoded for read_image
                 label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"]
             )
+            image.preprocess = _undecoded(image.preprocess)
             slider = gr.ImageSlider(
                 label="Image | depth", type="numpy", format="png", elem_id="depth-slider"
             )

@@ -172,3 +172,23 @@ def test_the_page_offers_rendered_examples_and_points_to_the_docs(tmp_path):
     assert len(datasets) == 1 and len(datasets[0].samples) == app.EXAMPLES
     texts = [b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown)]
     assert any("docs/predict.md" in t for t in texts)
+
+
+def test_an_upload_that_is_not_an_image_gets_its_reason_on_the_page(tmp_path):
+    """A text file named .jpg reaches `read_image` undecoded by Gradio, whose refusal is the
+    page's one-sentence error (a `gr.Error`), not Gradio's bare badge."""
+    import gradio as gr
+    from gradio.data_classes import FileData
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not an image at all")
+    demo = app.build_app(tiny_estimator(), "note")
+    (image,) = [
+        b for b in demo.blocks.values() if isinstance(b, gr.Image) and b.label == "Image"
+    ]
+    assert image.preprocess(FileData(path=str(fake), orig_name="notes.jpg")) == str(fake)
+    (predict,) = [f.fn for f in demo.fns.values() if f.name == "predict"]
+    with pytest.raises(gr.Error) as refused:
+        predict(str(fake))
+    message = refused.value.message
+    assert "notes.jpg" in message and "\n" not in message
