@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--video", action="store_true", help="--input is a video; write OUT/<stem>_depth.mp4"
     )
+    p.add_argument(
+        "--codec",
+        choices=["mp4v", "h264"],
+        default="mp4v",
+        help="--video's codec: mp4v (OpenCV, no extra needed) or h264, which browsers play "
+        "(needs pip install -e '.[video]') (default: %(default)s)",
+    )
     runtime.add_compile_cache_flag(p)
     return p
 

@@ -62,7 +62,7 @@ def write_video(estimator, path: str, args: argparse.Namespace) -> int:
     with one line on stderr, when the video cannot be read or written or no frame was
     decoded: no empty file is left). Fewer frames than the file declares is a `warning:` line
     on stderr; what decoded is written."""
-    from dajax.io.video import VideoReader, VideoWriter
+    from dajax.io.video import VideoReader, open_writer
 
     stem = os.path.splitext(os.path.basename(path))[0]
     out_path = os.path.join(args.outdir, f"{stem}_depth.mp4")
@@ -80,7 +80,7 @@ def write_video(estimator, path: str, args: argparse.Namespace) -> int:
         with VideoReader(path) as reader:
             h, w = reader.height, reader.width
             size = (w, h) if args.pred_only else (2 * w + 50, h)
-            with VideoWriter(out_path, reader.fps, size) as writer:
+            with open_writer(out_path, reader.fps, size, args.codec) as writer:
                 for frame in tqdm(reader, total=reader.frame_count or None, unit="frame"):
                     depth = estimator(frame)
                     rgb = depth_picture(depth, estimator.metric, cmap, depth_range)

@@ -119,6 +119,31 @@ def test_video_writes_a_depth_video(tmp_path, weights):
         assert (r.width, r.height) == (2 * 42 + 50, 28) and len(list(r)) == 3
 
 
+def test_h264_video_plays_in_browsers(tmp_path, weights):
+    """`--codec h264`: an H.264 (avc1) mp4 of every frame, each side padded to even (the
+    writer's odd sides are repeated once: 41 x 27 frames come back 42 x 28)."""
+    from dajax.io.video import H264Writer, VideoReader, VideoWriter
+
+    with H264Writer(tmp_path / "odd.mp4", 5, (41, 27)) as w:
+        w.write(np.full((27, 41, 3), 200, np.uint8))
+    with VideoReader(tmp_path / "odd.mp4") as r:
+        (frame,) = list(r)
+    assert frame.shape == (28, 42, 3) and abs(int(frame[-1, -1, 0]) - 200) < 8
+    with VideoWriter(tmp_path / "clip.avi", 5, (42, 28)) as w:
+        for i in range(3):
+            w.write(np.full((28, 42, 3), 40 * i, np.uint8))
+    args = ["--weights", weights, "--input", str(tmp_path / "clip.avi"), "--video"]
+    args += ["--codec", "h264", "--outdir", str(tmp_path / "v"), "--input-size", "28"]
+    assert predict.main(args) == 0
+    out = tmp_path / "v" / "clip_depth.mp4"
+    capture = cv2.VideoCapture(str(out))
+    fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().lower()
+    capture.release()
+    assert fourcc in ("avc1", "h264")
+    with VideoReader(out) as r:
+        assert (r.width, r.height) == (2 * 42 + 50, 28) and len(list(r)) == 3
+
+
 @pytest.mark.parametrize("flag", ["--save-npy", "--save-png16"])
 def test_per_frame_data_flags_with_video_are_refused_in_one_line(tmp_path, weights, capsys, flag):
     args = ["--weights", weights, "--input", str(tmp_path / "clip.avi"), "--video", flag]
