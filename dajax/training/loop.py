@@ -40,9 +40,9 @@ from dajax.training.workdir_lock import locked_workdir
 log = logging.getLogger("dajax")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Recipe:
-    """What a stage trains.
+    """What a stage trains (keywords only: nine fields are too many to pass by position).
 
     Attributes:
       init_params: () -> host params tree (numpy), e.g. DINOv2 encoder + fresh head.

@@ -86,10 +86,10 @@ def run(config, workdir: str) -> str:
     tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
     batches, plan = labeled_batches(config, target="semantics")
     recipe = Recipe(
-        init,
-        tx,
-        make_loss_fn(model),
-        batches,
+        init_params=init,
+        tx=tx,
+        loss_fn=make_loss_fn(model),
+        batches=batches,
         model_config=model_config,
         learning_rates=learning_rates,
         plan=plan,

@@ -226,15 +226,15 @@ def run(config, workdir: str) -> str:
     loss_fn = make_loss_fn(model, config, teacher_model)
     preview = _preview(model, config)
     recipe = Recipe(
-        lambda: host_init,
-        tx,
-        loss_fn,
-        batches,
-        frozen,
-        model_config,
-        preview,
-        learning_rates,
-        plan,
+        init_params=lambda: host_init,
+        tx=tx,
+        loss_fn=loss_fn,
+        batches=batches,
+        frozen=frozen,
+        model_config=model_config,
+        on_log=preview,
+        learning_rates=learning_rates,
+        plan=plan,
     )
     state = train(recipe, config, workdir)
     return setup.export(workdir, state.params, model_config)

@@ -46,10 +46,10 @@ def train_supervised(config, workdir, model, model_config, init, loss_fn, target
     tx, learning_rates = build_optimizer(config.optim, param_shapes(model), config.total_steps)
     batches, plan = labeled_batches(config, target)
     recipe = Recipe(
-        init,
-        tx,
-        loss_fn,
-        batches,
+        init_params=init,
+        tx=tx,
+        loss_fn=loss_fn,
+        batches=batches,
         model_config=model_config,
         on_log=setup.labeled_preview(model, config),
         learning_rates=learning_rates,

@@ -151,7 +151,7 @@ def test_request_files_are_bounded_and_leave_with_the_process(tmp_path):
     own (removed at exit: `atexit`)."""
     folders = app.RequestFolders(keep=3)
     made = []
-    for i in range(7):
+    for _ in range(7):
         made.append(folders.new())
         with open(os.path.join(made[-1], "x.npy"), "wb") as f:
             f.write(b"0" * 100)
@@ -183,9 +183,7 @@ def test_an_upload_that_is_not_an_image_gets_its_reason_on_the_page(tmp_path):
     fake = tmp_path / "notes.jpg"
     fake.write_text("not an image at all")
     demo = app.build_app(tiny_estimator(), "note")
-    (image,) = [
-        b for b in demo.blocks.values() if isinstance(b, gr.Image) and b.label == "Image"
-    ]
+    (image,) = [b for b in demo.blocks.values() if isinstance(b, gr.Image) and b.label == "Image"]
     assert image.preprocess(FileData(path=str(fake), orig_name="notes.jpg")) == str(fake)
     (predict,) = [f.fn for f in demo.fns.values() if f.name == "predict"]
     with pytest.raises(gr.Error) as refused:

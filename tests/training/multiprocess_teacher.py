@@ -85,10 +85,10 @@ config.optim.eps = 1e-3
 model, model_config = setup.build_model(config.model)
 tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
 recipe = loop.Recipe(
-    lambda: setup.initial_params(model_config, "", config.seed),
-    tx,
-    teacher.make_loss_fn(model),
-    RecordedBatches(
+    init_params=lambda: setup.initial_params(model_config, "", config.seed),
+    tx=tx,
+    loss_fn=teacher.make_loss_fn(model),
+    batches=RecordedBatches(
         supervised.labeled_batches(config)[0],
         os.path.join(workdir, f"batches_{process_id}.jsonl"),
     ),

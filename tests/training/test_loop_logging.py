@@ -54,7 +54,12 @@ def _train(workdir, xs, checkpoint_every=2):
             "mesh": {"fsdp": 1, "fsdp_min_size": 1024},
         }
     )
-    recipe = loop.Recipe(lambda: {"w": np.ones(4, np.float32)}, optax.sgd(0.1), _loss, _Batches(xs))
+    recipe = loop.Recipe(
+        init_params=lambda: {"w": np.ones(4, np.float32)},
+        tx=optax.sgd(0.1),
+        loss_fn=_loss,
+        batches=_Batches(xs),
+    )
     return loop.train(recipe, config, str(workdir))
 
 
