@@ -458,3 +458,66 @@ def _everywhere(ok: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(np.min(multihost_utils.process_allgather(np.int32(ok))))
+
+
+# A training run's params as an inference checkpoint: the training-workdir source of
+# `python -m dajax.convert WORKDIR OUT [--step N]`, and how every loader takes a run folder
+# (`dajax.weights.pretrained.load_depth_anything`).
+EXPORT_DIR = "export"  # where a finished training run writes its inference checkpoint
+
+
+def is_run(path: paths.PathLike) -> bool:
+    """Whether `path` is a training run's workdir (a folder holding `checkpoints/`; local or a
+    bucket URL, `dajax.paths`)."""
+    return (paths.resolve(path) / "checkpoints").is_dir()
+
+
+def load_run(workdir: paths.PathLike, step: int | None = None) -> tuple[ModelConfig, dict, int]:
+    """The params of `workdir`'s checkpoint `step` (default: newest), without the optimiser
+    state or the iterator.
+
+    Returns:
+      (config from `model_config.json`, params as `jax.Array`s on the first local device in
+      their saved dtypes, the step).
+
+    Raises:
+      FileNotFoundError naming what is missing (the config, any saved step, the step).
+    """
+    config_path = paths.resolve(workdir) / CONFIG_FILE
+    if not config_path.exists():
+        raise FileNotFoundError(
+            f"{config_path}: missing; is {workdir} the --workdir of a dajax training run?"
+        )
+    config = ModelConfig.from_dict(json.loads(config_path.read_text()))
+    ckpt_dir = config_path.parent / "checkpoints"
+    ckpt = TrainCheckpointer(ckpt_dir, save_every=1)
+    try:
+        steps = ckpt.manager.all_steps()
+        if not steps:
+            raise FileNotFoundError(
+                f"{workdir}: a training run with no saved step yet; wait for its first "
+                "checkpoint, or pass a checkpoint file or a converted folder"
+            )
+        step = max(steps) if step is None else step
+        if step not in steps:
+            raise FileNotFoundError(f"{ckpt_dir}: no checkpoint for step {step}; have {steps}")
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+            param_shapes(DepthAnything(config)),
+        )
+        params = ckpt.restore_params(step, abstract)
+    finally:
+        ckpt.close()
+    return config, params, step
+
+
+def export_run(workdir: paths.PathLike, out: paths.PathLike, step: int | None = None) -> int:
+    """Writes the params of `workdir`'s checkpoint `step` (default: newest) to `out` (either
+    may be a bucket URL, `dajax.paths`).
+
+    Returns the exported step. Raises FileNotFoundError naming what is missing.
+    """
+    config, params, step = load_run(workdir, step)
+    save_inference_params(out, jax.tree.map(np.asarray, params), config)
+    return step

@@ -11,8 +11,8 @@ SOURCE is a checkpoint (an official `.pth`, a Hugging Face `.safetensors` file o
 `--workdir` (a folder with `checkpoints/`): then its `model_config.json` and the params of one
 saved step, without the optimiser state. The output loads with
 `DepthEstimator.from_pretrained(OUT)`, `python -m dajax.predict --weights OUT` and
-`dajax.checkpoints.load_inference_params(OUT)`. `python -m dajax.export --workdir W --out O`
-is the older spelling of `python -m dajax.convert W O`. Errors print one line and exit 2.
+`dajax.checkpoints.load_inference_params(OUT)` (a training run's part: `checkpoints.load_run`,
+`checkpoints.export_run`). Errors print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dajax import checkpoints, export
+from dajax import checkpoints
 from dajax.weights.options import OPTIONS, add_loader_options, loader_kwargs
 from dajax.weights.pretrained import load_depth_anything
 
@@ -53,14 +53,14 @@ def convert(args: argparse.Namespace) -> str:
         or `args.out` exists.
     """
     load = loader_kwargs(args)
-    if export.is_run(args.src):
+    if checkpoints.is_run(args.src):
         given = [option.flag for option in OPTIONS if load[option.name] is not None]
         if given:
             raise ValueError(
                 f"{args.src}: a training workdir, whose model_config.json sets the "
                 f"architecture; drop {' '.join(given)} (options for checkpoint files)"
             )
-        step = export.export_run(args.src, args.out, args.step)
+        step = checkpoints.export_run(args.src, args.out, args.step)
         return f"exported step {step} of {args.src} to {args.out}"
     if args.step is not None:
         raise ValueError(

@@ -193,7 +193,7 @@ def export(workdir: paths.PathLike, params, config: ModelConfig) -> str:
     bucket, a rename copies, so a crash there may leave `export.tmp` complete beside a
     partial `export`).
     """
-    path = paths.resolve(workdir) / "export"
+    path = paths.resolve(workdir) / checkpoints.EXPORT_DIR
     staging = path.parent / "export.tmp"
     runtime.sync_processes("export_start")
     host_params = gather_to_host(params)

@@ -23,7 +23,7 @@ import re
 import flax
 import numpy as np
 
-from dajax import checkpoints, export, paths
+from dajax import checkpoints, paths
 from dajax.models import DepthAnything, ModelConfig, param_shapes, variants
 from dajax.weights import depth_anything_keys as keys
 from dajax.weights.finite import require_finite
@@ -82,7 +82,7 @@ def load_depth_anything(
       path: official `.pth`, Hugging Face `.safetensors`, a transformers `save_pretrained`
         folder, a dajax checkpoint directory, a training run's workdir (a folder with
         `checkpoints/`: its `export/` when present, else the params of its newest saved step,
-        `dajax.export.load_run`), or `hf:OWNER/REPO/FILE` (`dajax.weights.hub`).
+        `dajax.checkpoints.load_run`), or `hf:OWNER/REPO/FILE` (`dajax.weights.hub`).
       arch: 'vits' | 'vitb' | 'vitl' | 'vitg', checked against the tensors when given.
       version: 'v1' | 'v2'; required when neither the file name nor a config.json tells.
       head: 'relative' | 'metric'; default from the file name / config.json, else relative.
@@ -103,11 +103,11 @@ def load_depth_anything(
     """
     path = resolve_weights(os.fspath(path))
     asked = dict(encoder=arch, version=version, head=head, max_depth=max_depth)
-    if export.is_run(path):
-        exported = paths.resolve(path) / export.EXPORT_DIR
+    if checkpoints.is_run(path):
+        exported = paths.resolve(path) / checkpoints.EXPORT_DIR
         if checkpoints.is_inference_checkpoint(exported):
             return _load_dajax_directory(str(exported), asked, pos_embed)
-        config, params, _ = export.load_run(path)
+        config, params, _ = checkpoints.load_run(path)
         return _as_asked(path, config, params, asked, pos_embed)
     if os.path.isdir(path) or paths.is_remote(path):  # a bucket URL: a dajax checkpoint
         weights_file = hf_folder_weights(path)

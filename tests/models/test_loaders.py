@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from configs import eval as eval_config
-from dajax import app, checkpoints, convert, export, predict, serving
+from dajax import app, checkpoints, convert, predict, serving
 from dajax.inference import DepthEstimator, load_estimator
 from dajax.models import DepthAnything, param_shapes
 from dajax.weights.depth_anything_keys import flax_to_official
@@ -52,8 +52,8 @@ def run(tmp_path_factory):
 
 def test_a_run_folder_loads_its_newest_step_then_its_export(run, tmp_path):
     newest, first = tmp_path / "newest", tmp_path / "first"
-    assert export.export_run(run, newest) == 2
-    assert export.export_run(run, first, step=1) == 1
+    assert checkpoints.export_run(run, newest) == 2
+    assert checkpoints.export_run(run, first, step=1) == 1
     depth = _depth(run)
     assert np.ptp(depth) > 0
     np.testing.assert_array_equal(depth, _depth(newest))
@@ -61,7 +61,7 @@ def test_a_run_folder_loads_its_newest_step_then_its_export(run, tmp_path):
     # A finished run's export/ wins over its steps (here an older step, to tell them apart).
     with_export = tmp_path / "finished"
     shutil.copytree(run, with_export)
-    export.export_run(run, with_export / export.EXPORT_DIR, step=1)
+    checkpoints.export_run(run, with_export / checkpoints.EXPORT_DIR, step=1)
     np.testing.assert_array_equal(_depth(with_export), _depth(first))
     with pytest.raises(ValueError, match="contradicts the options: version='v1'"):
         _depth(run, version="v1")

@@ -11,7 +11,7 @@ import pytest
 from tiny_configs import tiny_student
 
 from configs import eval as eval_config
-from dajax import checkpoints, convert, export
+from dajax import checkpoints, convert
 from dajax.data.pseudo_labels import PseudoLabelSource
 from dajax.eval import evaluate
 from dajax.training import demo, loop, pseudo_label, student, teacher
@@ -95,13 +95,12 @@ def test_eval_stage_scores_the_demo_checkpoint(demo_run, tmp_path, capsys):
     assert plain["abs_rel"] == pytest.approx(results["procedural"]["abs_rel"], rel=1e-3)
 
 
-def test_convert_and_export_write_a_runs_checkpoint_params(teacher_run, tmp_path, capsys):
+def test_convert_writes_a_runs_checkpoint_params(teacher_run, tmp_path, capsys):
     _, workdir, exported = teacher_run
     _, want = checkpoints.load_inference_params(exported)
     runs = {
         "convert": lambda out: convert.main([workdir, out]),
         "convert --step": lambda out: convert.main([workdir, out, "--step", "2"]),
-        "export": lambda out: export.main(["--workdir", workdir, "--out", out]),
     }
     for name, run in runs.items():
         out = tmp_path / name.replace(" --", "_")
@@ -112,7 +111,7 @@ def test_convert_and_export_write_a_runs_checkpoint_params(teacher_run, tmp_path
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert convert.main([workdir, str(tmp_path / "x"), "--step", "7"]) == 2
     assert "no checkpoint for step 7" in capsys.readouterr().err
-    assert export.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert convert.main([str(tmp_path), str(tmp_path / "x")]) == 2
     assert "neither a dajax checkpoint" in capsys.readouterr().err
 
 
