@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from dajax import convert, export, serving
+from dajax import convert, serving
 from dajax.models import DepthAnything, param_shapes
 from dajax.weights.depth_anything_keys import flax_to_official
 from dajax.weights.pretrained import load_depth_anything
@@ -170,7 +170,7 @@ def test_hf_source_without_network_fails_fast_in_one_line(tmp_path, capsys, monk
     assert ("HF_HUB_OFFLINE" if offline else "cannot reach") in err
 
 
-@pytest.mark.parametrize("cli", [convert, export, serving], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("cli", [convert, serving], ids=lambda m: m.__name__)
 def test_every_option_documents_its_default(cli):
     for action in cli.build_parser()._actions:
         if action.dest != "help":
