@@ -20,6 +20,8 @@ import re
 
 import flax
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -155,7 +157,16 @@ def build_optimizer(optim, params, total_steps: int):
     chain = [optax.clip_by_global_norm(optim.grad_clip)] if optim.grad_clip > 0 else []
     tx = optax.chain(*chain, optax.multi_transform(groups, labels))
 
+    # Every step's rate, computed once here: a host lookup at log steps then waits for nothing
+    # (evaluating a schedule there would queue behind the running train step and wait for it).
+    tables = {
+        p: np.asarray(jax.vmap(fn)(jnp.arange(total_steps + 1))) for p, fn in schedules.items()
+    }
+
     def learning_rates(step: int) -> dict[str, float]:
-        return {f"lr/{_group_name(p)}": float(fn(step)) for p, fn in schedules.items()}
+        return {
+            f"lr/{_group_name(p)}": float(table[min(max(step, 0), len(table) - 1)])
+            for p, table in tables.items()
+        }
 
     return tx, learning_rates
