@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import os
 
 import cv2
@@ -67,7 +68,39 @@ class VideoReader:
         self.close()
 
 
-class VideoWriter:
+class _FrameWriter(abc.ABC):
+    """What both writers share: `write` checks each frame against `size`, appends it and counts
+    it in `frames`; a `with` block closes the file."""
+
+    path: str
+    size: tuple[int, int]
+    frames: int
+
+    def write(self, frame: np.ndarray) -> None:
+        """Appends one [H, W, 3] uint8 RGB frame of the writer's size."""
+        if (frame.shape[1], frame.shape[0]) != self.size or frame.dtype != np.uint8:
+            raise ValueError(
+                f"{self.path}: frame {frame.shape} {frame.dtype} does not match size {self.size}"
+            )
+        self._append(frame)
+        self.frames += 1
+
+    @abc.abstractmethod
+    def _append(self, frame: np.ndarray) -> None:
+        """Writes one checked frame to the file."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Finishes the file."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoWriter(_FrameWriter):
     """Writes [H, W, 3] uint8 RGB frames (mp4v for .mp4/.mov/.mkv, MJPG for .avi).
 
     Args:
@@ -90,30 +123,18 @@ class VideoWriter:
         if not self._writer.isOpened():
             raise ValueError(f"{self.path}: cannot open for writing ({FOURCC[suffix]} codec)")
 
-    def write(self, frame: np.ndarray) -> None:
-        """Appends one RGB frame of the writer's size."""
-        if (frame.shape[1], frame.shape[0]) != self.size or frame.dtype != np.uint8:
-            raise ValueError(
-                f"{self.path}: frame {frame.shape} {frame.dtype} does not match size {self.size}"
-            )
+    def _append(self, frame: np.ndarray) -> None:
         self._writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
-        self.frames += 1
 
     def close(self) -> None:
         """Finishes the file."""
         self._writer.release()
 
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 CODECS = ("mp4v", "h264")  # `open_writer`'s choices: OpenCV's MPEG-4 part 2, or H.264
 
 
-class H264Writer:
+class H264Writer(_FrameWriter):
     """Writes [H, W, 3] uint8 RGB frames as H.264 (libx264, yuv420p, `+faststart`): the mp4 that
     browsers play. Needs the `video` extra (`imageio-ffmpeg`, whose wheel ships an ffmpeg).
     yuv420p needs even sides, so an odd last row or column is repeated once.
@@ -147,25 +168,13 @@ class H264Writer:
         )
         self._frames.send(None)
 
-    def write(self, frame: np.ndarray) -> None:
-        """Appends one RGB frame of the writer's size."""
-        if (frame.shape[1], frame.shape[0]) != self.size or frame.dtype != np.uint8:
-            raise ValueError(
-                f"{self.path}: frame {frame.shape} {frame.dtype} does not match size {self.size}"
-            )
+    def _append(self, frame: np.ndarray) -> None:
         padded = np.pad(frame, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         self._frames.send(np.ascontiguousarray(padded))
-        self.frames += 1
 
     def close(self) -> None:
         """Finishes the file."""
         self._frames.close()
-
-    def __enter__(self) -> H264Writer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def open_writer(path: str | os.PathLike, fps: float, size: tuple[int, int], codec: str = "mp4v"):
