@@ -21,11 +21,15 @@ needs_libtpu_without_tpu = pytest.mark.skipif(
 
 
 def _env(**extra):
-    """This environment with no platform named, and libtpu free to start even while another
-    test process holds its lock (else the noise would hide behind the lock)."""
-    env = dict(os.environ, PYTHONPATH=ROOT, ALLOW_MULTIPLE_LIBTPU_LOAD="1")
-    env.pop("JAX_PLATFORMS", None)
-    return dict(env, **extra)
+    """A new user's environment: no platform named and no TPU settings (a TPU compile test in
+    this worker sets libtpu's quiet `TPU_*` variables process-wide, which would hide the
+    noise), with libtpu free to start even while another test process holds its lock."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name != "JAX_PLATFORMS" and not name.startswith(("TPU_", "LIBTPU_"))
+    }
+    return dict(env, PYTHONPATH=ROOT, ALLOW_MULTIPLE_LIBTPU_LOAD="1", **extra)
 
 
 def _run(args, **extra):
