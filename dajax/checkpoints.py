@@ -189,6 +189,11 @@ class TrainCheckpointer:
         self._pending: int | None = None  # a save started and not yet known to be complete
         self._complete = self.manager.latest_step()  # the newest step known to be on disk
 
+    def warm_up(self, state) -> None:
+        """Compiles the checksum program (`state_digest`) for `state`'s shapes and shardings by
+        running it once, so the first save inside a training loop does not pay the compile."""
+        state_digest(state)
+
     def latest_step(self) -> int | None:
         """The newest saved step, or None."""
         return self.manager.latest_step()

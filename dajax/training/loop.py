@@ -55,7 +55,9 @@ class Recipe:
         `python -m dajax.convert WORKDIR OUT` can rebuild the model from the workdir alone.
       on_log: optional `(step, state, metrics_log)` hook called at each log step; when it
         has a `warm_up(params)` method (`setup.DepthPreview`), the loop calls that after
-        compiling the step, so nothing compiles between the steps.
+        compiling the step, so nothing compiles between the steps, and when it has a
+        `close(metrics_log)` method, the loop calls that after the last step (or before
+        exiting on preemption), so a hook that defers its writing writes everything.
       learning_rates: optional `step -> {name: lr}`, logged with the step's metrics.
       plan: lines logged once the workdir is locked, e.g. each stream's global and
         per-process batch and the epochs the run makes over it (`pipeline.batch_plan`).
@@ -194,6 +196,7 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
                     compiled = compile_step(step_fn, mesh, state, batch, frozen)
                     if hasattr(recipe.on_log, "warm_up"):
                         recipe.on_log.warm_up(state.params)
+                    ckpt.warm_up(state)
                     t_start = t_log = time.perf_counter()
                     _restart_clock(progress)
                 state, metrics = compiled(state, batch, frozen)
@@ -227,8 +230,10 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
                     metrics_log.write_curves()
                 progress.update(1)
                 if preempted:
+                    _close_hook(recipe.on_log, metrics_log)
                     log.warning("%s: saved step %d, exiting", preemption.signal_name, step)
                     raise Preempted(step, preemption.signal_number)
+            _close_hook(recipe.on_log, metrics_log)
             if ckpt.latest_step() != step and ckpt.save(step, state, recipe.batches, force=True):
                 _announce_save(progress, step, workdir)
             seconds = time.perf_counter() - t_start
@@ -237,6 +242,12 @@ def _run_steps(recipe, config, workdir, mesh, state, state_sh, frozen, ckpt) -> 
         progress.close()
         preemption.close()
     return state
+
+
+def _close_hook(on_log, metrics_log: MetricsLog) -> None:
+    """Lets an `on_log` hook that defers its writing (`setup.DepthPreview`) finish it."""
+    if hasattr(on_log, "close"):
+        on_log.close(metrics_log)
 
 
 def _note(line: str | None) -> None:

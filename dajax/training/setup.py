@@ -138,13 +138,16 @@ class DepthPreview:
 
     The network is `inference.jitted_forward(model)`, so stages training the same model (the
     demo's teacher and student) share its compile; the training loop calls `warm_up` before
-    its first step, so the compile happens there and not at the first preview.
+    its first step, so the compile happens there and not at the first preview. A preview is
+    queued behind its step and read at the next log step (or `close`), by when it has long
+    been computed: the loop never waits for it.
     """
 
     def __init__(self, model, images: np.ndarray, every: int):
         self.images, self.every = images, every
         self._predict = jitted_forward(model)
         self._normalized = np.asarray(imagenet_normalize(images))
+        self._pending: tuple[int, jax.Array] | None = None
 
     def warm_up(self, params) -> None:
         """Compiles the network for `params`' shapes and shardings (running it once); every
@@ -152,9 +155,21 @@ class DepthPreview:
         self._predict(params, self._normalized)
 
     def __call__(self, step: int, state, metrics_log) -> None:
-        if step % self.every:
+        self._write_pending(metrics_log)
+        if step % self.every == 0:
+            disparities = self._predict(state.params, self._normalized)
+            if disparities.is_fully_addressable:
+                disparities.copy_to_host_async()
+            self._pending = (step, disparities)
+
+    def close(self, metrics_log) -> None:
+        """Writes the preview still queued (the last log step's); every process calls it."""
+        self._write_pending(metrics_log)
+
+    def _write_pending(self, metrics_log) -> None:
+        if self._pending is None:
             return
-        disparities = self._predict(state.params, self._normalized)
+        (step, disparities), self._pending = self._pending, None
         disparities = multihost_utils.process_allgather(disparities, tiled=True)
         if not metrics_log.active:
             return

@@ -41,7 +41,7 @@ def _loss(params, batch, frozen, rng):
     return (params["w"].sum() * batch["x"]).mean(), {"x": batch["x"].mean()}
 
 
-def _train(workdir, xs, checkpoint_every=2):
+def _train(workdir, xs, checkpoint_every=2, on_log=None):
     """`loop.train` of a 4-weight model for len(xs) steps, logging every step."""
     config = ml_collections.ConfigDict(
         {
@@ -59,8 +59,55 @@ def _train(workdir, xs, checkpoint_every=2):
         tx=optax.sgd(0.1),
         loss_fn=_loss,
         batches=_Batches(xs),
+        on_log=on_log,
     )
     return loop.train(recipe, config, str(workdir))
+
+
+class _DeferringHook:
+    """An `on_log` hook that, like the depth preview, writes each call's record at its next
+    call: only `close` writes the last one."""
+
+    def __init__(self):
+        self.pending, self.written = None, []
+
+    def __call__(self, step, state, log):
+        self.close(log)
+        self.pending = step
+
+    def close(self, log):
+        if self.pending is not None:
+            self.written.append(self.pending)
+            log.scalars(self.pending, {"hook": 1.0})
+        self.pending = None
+
+
+class _CompileWatch:
+    """An `on_log` hook that opens a `runtime.CompileClock` at the first log step and closes
+    it after the last one."""
+
+    def __init__(self):
+        self.clock = runtime.CompileClock()
+
+    def __call__(self, step, state, log):
+        if step == 1:
+            self.clock.__enter__()
+
+    def close(self, log):
+        self.clock.__exit__(None, None, None)
+
+
+def test_nothing_compiles_between_the_steps_checkpoint_saves_included(tmp_path):
+    watch = _CompileWatch()
+    _train(tmp_path, [1.0] * 5, on_log=watch)  # saves at steps 2, 4 and 5
+    assert (watch.clock.programs, watch.clock.seconds) == (0, 0.0)
+
+
+def test_the_loop_lets_a_deferring_hook_write_its_last_record(tmp_path):
+    hook = _DeferringHook()
+    _train(tmp_path, [1.0] * 5, on_log=hook)
+    assert hook.written == [1, 2, 3, 4, 5]
+    assert [m["step"] for m in read_metrics(tmp_path) if "hook" in m] == [1, 2, 3, 4, 5]
 
 
 def test_the_writer_keeps_every_line_in_order(tmp_path):

@@ -26,13 +26,16 @@ class _Images:
         self.logged.append((step, name, rgb))
 
 
-def test_preview_logs_image_beside_its_depth_every_n_steps():
+def test_preview_logs_image_beside_its_depth_every_n_steps_without_waiting():
     images = np.random.default_rng(0).integers(0, 256, (2, 14, 28, 3), np.uint8)
     hook = setup.depth_preview(_MeanModel(), images, every=5)
     log = _Images()
     state = types.SimpleNamespace(params={"w": np.float32(2.0)})
     for step in range(1, 11):
         hook(step, state, log)
+        if step == 5:  # queued behind its step, written at the next log step
+            assert log.logged == []
+    hook.close(log)
     assert [(s, n) for s, n, _ in log.logged] == [
         (5, "preview/0"),
         (5, "preview/1"),
