@@ -13,7 +13,7 @@ import ml_collections
 
 from configs import common
 
-# Scenes, steps and batch of the shipped stand-in (`benchmarks/standin_encoder.safetensors`).
+# Scenes, steps and batch of the shipped stand-in (`configs/standin_encoder.safetensors`).
 SCENES, STEPS, BATCH = 4000, 3000, 32
 
 

@@ -19,7 +19,6 @@ traceback instead.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
 import sys
@@ -29,11 +28,12 @@ from pathlib import Path
 from absl import flags
 from ml_collections import config_flags
 
+import configs
 from dajax import runtime
 from dajax.training.workdir_lock import WorkdirLockedError
 
-# The checkout holding `dajax/` and `configs/`; configs import `configs.common`.
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The `configs` package installed beside `dajax`: the shipped config files.
+SHIPPED_CONFIGS = Path(configs.__file__).resolve().parent
 
 # Stage -> the config file (and `:args`) that runs it, for `--help`.
 STAGE_CONFIGS = {
@@ -75,13 +75,6 @@ def _stages():
     }
 
 
-def make_configs_importable() -> None:
-    """Lets a config file anywhere (outside the checkout, any working directory) import
-    `configs.common`, by appending the checkout to `sys.path` when `configs` is not found."""
-    if importlib.util.find_spec("configs") is None and (REPO_ROOT / "configs").is_dir():
-        sys.path.append(str(REPO_ROOT))
-
-
 def _config_arg(argv: list[str]) -> str | None:
     """The value of `--config=...` (or `--config ...`) in `argv`, if any."""
     for i, arg in enumerate(argv):
@@ -103,14 +96,17 @@ def config_file(name: str) -> Path:
     path = Path(name)
     if path.is_file():
         return path
-    shipped = REPO_ROOT / "configs"
-    candidates = [REPO_ROOT / path] if not path.is_absolute() else []
+    candidates = []
+    if not path.is_absolute() and path.parent == Path(SHIPPED_CONFIGS.name):
+        candidates.append(SHIPPED_CONFIGS / path.name)
     if len(path.parts) == 1:
-        candidates.append(shipped / (name if name.endswith(".py") else f"{name}.py"))
+        candidates.append(SHIPPED_CONFIGS / (name if name.endswith(".py") else f"{name}.py"))
     for candidate in candidates:
-        if candidate.is_file() and candidate.resolve().parent == shipped.resolve():
+        if candidate.is_file() and candidate.stem not in ("__init__", "common"):
             return candidate
-    names = sorted(p.stem for p in shipped.glob("*.py") if p.stem not in ("__init__", "common"))
+    names = sorted(
+        p.stem for p in SHIPPED_CONFIGS.glob("*.py") if p.stem not in ("__init__", "common")
+    )
     raise UsageError(
         f"--config: {name}: no such config file (the shipped configs, by name from any folder: "
         f"{', '.join(names)})"
@@ -145,7 +141,7 @@ def help_text() -> str:
     """`--help`: usage, the stages with their configs, and every option with its default."""
     lines = [USAGE, "", "Stages (config.stage; the config file's docstring documents its :args):"]
     for stage, config in STAGE_CONFIGS.items():
-        path = REPO_ROOT / config.split(":")[0]
+        path = config_file(config.split(":")[0])
         summary = _first_docstring_line(path) if path.is_file() else ""
         lines.append(f"  {stage:<13}--config={config}")
         lines.append(
@@ -167,7 +163,7 @@ def help_text() -> str:
         "  -h, --help              this text; with --config=FILE, the config's docstring and",
         "                          every field with its default value.",
         "",
-        f"Config files live in {REPO_ROOT / 'configs'}.",
+        f"The shipped config files live in {SHIPPED_CONFIGS}.",
     ]
     return "\n".join(lines)
 
@@ -351,7 +347,6 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("DAJAX_DEBUG") == "1" or any(
         a in ("--debug", "-debug", "--debug=true") for a in argv
     )
-    make_configs_importable()
     wants_help = any(a in ("-h", "--help", "-help", "--helpfull") for a in argv)
     argv = [a for a in argv if a not in ("-h", "--help", "-help", "--helpfull")]
     try:

@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -153,27 +154,53 @@ def test_a_local_file_wins_over_a_shipped_config_and_a_typo_lists_the_shipped_on
     assert "Traceback" not in err
 
 
-def test_a_config_outside_the_checkout_loads_from_any_directory(tmp_path):
-    """Only `dajax` is importable (as from an installed package); `configs` is not on the
-    path, and the copied config imports `configs.common`."""
-    packages = tmp_path / "site"
-    packages.mkdir()
-    os.symlink(os.path.join(ROOT, "dajax"), packages / "dajax")
-    config = tmp_path / "my_teacher.py"
-    shutil.copy(TEACHER, config)
-    env = dict(os.environ, PYTHONPATH=str(packages), JAX_PLATFORMS="cpu")
-    env.pop("DAJAX_DEBUG", None)
-    out = subprocess.run(
-        [sys.executable, "-m", "dajax.main", f"--config={config}:demo", "--config.stage=nope"]
-        + ["--workdir=w"],
-        cwd=tmp_path,
-        env=env,
+def _install_wheel(tmp_path) -> str:
+    """Builds dajax's wheel from a copy of the checkout and unpacks it into a folder, as pip
+    would install it; returns that folder."""
+    source = tmp_path / "source"
+    for part in ("dajax", "configs"):
+        shutil.copytree(os.path.join(ROOT, part), source / part)
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(ROOT, part), source / part)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["-w", str(tmp_path / "wheel"), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert out.returncode == 2, out.stderr
-    assert "error: unknown stage 'nope'" in out.stderr and "Traceback" not in out.stderr
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheel").glob("dajax-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    return str(site)
+
+
+def test_the_installed_package_runs_the_shipped_configs_and_yours_from_any_folder(tmp_path):
+    """Installed from its wheel (nothing of the checkout on the path), `configs` ships beside
+    `dajax` with the stand-in encoder; the README's `--config=configs/teacher.py` resolves from
+    another folder, and a config file outside the checkout imports `configs.common`."""
+    site = _install_wheel(tmp_path)
+    assert os.path.isfile(os.path.join(site, "configs", "standin_encoder.safetensors"))
+    mine = tmp_path / "my_teacher.py"
+    shutil.copy(TEACHER, mine)
+    env = dict(os.environ, PYTHONPATH=site, JAX_PLATFORMS="cpu")
+    env.pop("DAJAX_DEBUG", None)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for config in ("configs/teacher.py", str(mine)):
+        out = subprocess.run(
+            [sys.executable, "-m", "dajax.main", f"--config={config}:demo"]
+            + ["--config.stage=nope", "--workdir=w"],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 2, out.stderr
+        assert "error: unknown stage 'nope'" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_the_stages_load_without_starting_the_jax_backend():
