@@ -47,9 +47,10 @@ def model(variant: str, demo: bool, pretrained: bool = False) -> ml_collections.
     it starts from `pretrained` DINOv2 weights, which need the released `variant`'s shape.
 
     Every stage computes in bfloat16 with float32 parameters and optimiser state, the demo
-    included: on a CPU its steps run faster than in float32, and the demo teacher's held-out
-    AbsRel matched float32's over three seeds (`benchmarks/README.md`, "Compute at the
-    hardware's rate"). `dtype='float32'` (needed by `impl='reference'`) is the exact mode."""
+    included: on a CPU its steps run faster than in float32 (`benchmarks/README.md`, the
+    `demo_step.py` table), and on the demo's seed 0 the held-out AbsRel of teacher and student
+    matched float32's (one seed: `benchmarks/notes/2026-12-01-demo-limits.md`).
+    `dtype='float32'` (needed by `impl='reference'`) is the exact mode."""
     small = demo and not pretrained
     return ml_collections.ConfigDict(
         {

@@ -3,7 +3,7 @@
     from dajax.inference import DepthEstimator
     est = DepthEstimator.from_pretrained("depth_anything_v2_vits.pth")
     disparity = est("photo.jpg")           # [H, W] float32; also a PIL image or an RGB array
-    maps = est.batch([img1, "b.png"])      # one jit compile per network input shape
+    maps = est.batch([img1, "b.png"])      # one compile per network input shape and batch bucket
     depth, picture = est.infer_image(img)  # the map and a colour-mapped PIL image
 
 Images are paths, PIL images or [H, W, 3] uint8 RGB arrays (OpenCV's BGR arrays must be
@@ -228,10 +228,14 @@ class DepthEstimator:
     def iter_batch(self, images: Sequence, batch_size: int = 8) -> Iterator[tuple[int, np.ndarray]]:
         """Yields `(index, [H_i, W_i] float32 depth)` for each image as its batch finishes.
 
-        Images are grouped by network input shape and run in batches of `batch_size`; a
-        smaller batch is zero-padded to the next of `batch_buckets(batch_size)`, so each shape
-        compiles once per bucket, whatever the number of images (3 images run as 4). The order
-        of the answers follows the groups, not the input.
+        Images are grouped by network input shape and run in batches of `batch_size`. A
+        shorter batch (a group's last, or a small group) is zero-padded to the smallest of
+        `batch_buckets(batch_size)` that holds it: for the default 8, 3 images run as 4 and 5
+        as 8. Each shape therefore compiles at most one program per bucket (four for 8: 1, 2,
+        4, 8), whatever the number of images. A padded batch reuses the full batch's program
+        only when it falls in the top bucket (5 to 7 images of 8); a smaller one compiles its
+        own bucket's program the first time that bucket appears (9 images of one shape: the
+        programs for 8 and for 1). The order of the answers follows the groups, not the input.
         """
         images = [as_rgb_image(image) for image in images]
         buckets: dict[tuple[int, int], list[int]] = defaultdict(list)

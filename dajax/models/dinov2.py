@@ -170,8 +170,8 @@ class DinoVisionTransformer(nn.Module):
     recomputes the rest; 'dots' keeps matmul outputs; 'dots_no_batch' keeps the weight matmuls
     but not attention's batched ones), applied to the first `remat_blocks` blocks (0 = all).
     Every policy also keeps the block's folded weights (`kernels.folded_dense`; weight-sized): under
-    FSDP, recomputing them in the backward pass (from all-gathered parameters) took the ViT-G
-    student step on 8 H100s from 22 to 48 GiB of temporaries per GPU.
+    FSDP, recomputing them in the backward pass (from all-gathered parameters) doubled the ViT-G
+    student step's temporaries (`benchmarks/notes/2026-11-26-gpu-compile-memory.md`).
     """
 
     dim: int

@@ -4,8 +4,9 @@
 `dajax.models.DepthAnything` (`dinov2.py`, `dpt.py`) is the same network, with the same
 parameters, written with these. Every custom gradient (`jax.custom_vjp`), platform switch
 (`lax.platform_dependent`) and optimisation barrier of the fast model is in this package.
-Each module's docstring says what it replaces, on which platform it pays and the measurement
-that justified it; `docs/model.md` has them as one table.
+Each module's docstring says what it replaces, on which platform it pays, why, and which
+benchmark table or note measures it (the numbers live in `benchmarks/README.md` and
+`benchmarks/notes/` only); `docs/model.md` has them as one table.
 
 Module: kernels -> what they replace (where they pay).
 - `layer_norm`: `LayerNorm`, `DeferredLayerNorm` -> `nn.LayerNorm`'s autodiff (GPU).
@@ -23,7 +24,7 @@ Module: kernels -> what they replace (where they pay).
   convolutions, autodiff's mixed-precision backward of a matmul, a bf16 DPT head (CPU).
 - `resample`: `gather_resample` -> autodiff's scatter-add transpose of a resize (GPU).
 - `init_compile`: `init_compiler_options` -> XLA's default optimisation level for `model.init`
-  (CPU: compiles 4x faster).
+  (CPU: compiles faster).
 """
 
 from dajax.models.kernels.attention import ATTENTION_IMPLS, dot_product_attention

@@ -1,11 +1,10 @@
 """The attention core `softmax(q kᵀ / √d) v`, by the fastest kernel the platform has.
 
 Replaces: `jax.nn.dot_product_attention` in XLA's plain form (the reference's attention).
-Pays on: every platform, each with its own kernel: CPUs `blocked_attention` (2-3x faster per
-  block than XLA's form), TPUs `tpu_attention` (Pallas flash: a third to a half of the bytes),
-  NVIDIA GPUs of compute capability ≥ 8.0 in half precision cuDNN's fused flash kernel
-  (through `jax.nn.dot_product_attention(implementation="cudnn")`). The measurements are in
-  those modules' docstrings.
+Pays on: every platform, each with its own kernel: CPUs `blocked_attention`, TPUs
+  `tpu_attention` (Pallas flash), NVIDIA GPUs of compute capability ≥ 8.0 in half precision
+  cuDNN's fused flash kernel (through `jax.nn.dot_product_attention(implementation="cudnn")`).
+  Those modules' docstrings name the benchmarks that measure them.
 
 `resolve_attention` picks the kernel when the program is traced, on this machine. A program
 exported to run on several platforms (`dajax.serving`) asks for 'portable' instead: the

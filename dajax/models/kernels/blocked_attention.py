@@ -2,10 +2,9 @@
 
 Replaces: `jax.nn.dot_product_attention` (XLA's form: the whole [N, N] score matrix per head).
 Pays on: CPUs (`kernels.attention` picks it there; `attention="chunked"` forces it).
-Measured: one ViT-S block's attention at 518² (ViT-S, batch 1) took 75–80 ms with
-  `jax.nn.dot_product_attention`, ~28 ms in query blocks; forward + backward of one block
-  ([2, 6, 1370, 64]) took 0.69 s with autodiff of the blocked forward, 0.23–0.32 s with this
-  backward (`benchmarks/README.md`, `inference.py` and `train_step.py` sections).
+Measured: `benchmarks/README.md`, the `attention_block.py` table (against PyTorch's SDPA);
+  against XLA's form and against autodiff of the blocked forward:
+  `benchmarks/notes/2026-11-24-cpu-inference.md` and `2026-11-26-cpu-train-step.md`.
 
 Forward, per head and per block of queries: scores [block, N] in float32, their softmax, the
 block's output, and the log-sum-exp of each query row. Only the output and the log-sum-exp

@@ -5,16 +5,11 @@ Replaces: `nn.Conv`'s `lax.conv_general_dilated` and autodiff's kernel gradient 
   stride equal to the kernel size (`patch_upsample`).
 Pays on: CPUs (the kernel gradient is chosen by `lax.platform_dependent`); 1x1 convolutions
   and `patch_upsample` are matmuls on every platform.
-Measured: on a 2-core x86 CPU a DPT 3x3 conv at 296² (64 → 64 channels) took 3.2–4.1 s for
-  autodiff's kernel gradient (its forward 0.14 s), 0.46–0.60 s by taps; a 1x1 conv 1.9 s and
-  31 ms; the DPT head's forward + backward went from ~10.5 s to ~1.7 s. XLA:CPU's convolution
-  took ~50 ms for the head's last 1x1 conv (32 → 1 channels at 518²), the matmul ~2 ms
-  (`benchmarks/README.md`, `train_step.py` section; `docs/cpu_inference.md`). The H100
-  compile of the ViT-S teacher step is unchanged (7.2 GB memory-bound, `roofline.py`). On
-  maps of up to `CONV_FORM_PIXELS` the kernel gradient as one forward convolution made the
-  demo's teacher step 1.1–1.4x and its 168-px step 1.2x faster than by taps; at 296² and
-  518² it took 1.7–2.0x the taps' time (`benchmarks/README.md`, "Compute at the hardware's
-  rate").
+Measured: the kernel gradient by taps, and the GPU compile it leaves unchanged:
+  `benchmarks/README.md`, the `train_step.py` table, with
+  `benchmarks/notes/2026-11-26-cpu-train-step.md`; the kernel gradient as one convolution
+  against the taps, by map size: `benchmarks/notes/2026-12-07-cpu-training-pace.md` (the
+  `demo_step.py` table); the 1x1 convolution as a matmul: `docs/cpu_inference.md`.
 
 XLA:CPU runs the kernel gradient that autodiff derives from `lax.conv_general_dilated` (a
 convolution with batch and features swapped) outside its fast convolution path. Here, on

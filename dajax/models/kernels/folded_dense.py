@@ -6,13 +6,9 @@ Replaces: in each DINOv2 block, `nn.LayerNorm`'s `x̂ · scale + bias` before th
   matmul whose output is sliced into q, k and v.
 Pays on: GPUs (measured on H100 compiles: the saving is memory traffic); the same code runs
   on every platform.
-Measured: in a ViT-L train step on an H100 the LayerNorms' scale/bias gradients and the
-  LayerScales' multiplies took 11 of 95 memory-bound GB; folded, the ViT-L teacher step's
-  memory-bound traffic went from 94.8 to 83.6 GB (estimated MFU 55% → 57%,
-  `benchmarks/roofline.py`). Slicing q, k, v out
-  of one [.., 3D] output made XLA copy the whole qkv tensor before the attention kernel (20%
-  of a ViT-L forward's memory traffic; 111.7 → 105.2 GB for the ViT-L teacher step)
-  (`benchmarks/README.md`, `roofline.py` section).
+Measured: `benchmarks/roofline.py` on H100 compiles of the ViT-L steps
+  (`benchmarks/notes/2026-11-26-roofline-program-changes.md`, the q/k/v and "affines folded"
+  rows); the saving is memory-bound traffic.
 
 `folded_dense` computes `((x · s + t) @ W + b) · g` as one matmul of x with folded weights
 `W' = s[:, None] · W · g`, `b' = (t @ W + b) · g`: the affines then cost weight-sized work
@@ -20,7 +16,8 @@ instead of activation-sized passes, forward and backward. The parameters are the
 (`kernel`, `bias`, `scale`, `gamma`, under the same names), so checkpoints load into both.
 The folded weights carry the `checkpoint_name` `FOLDED_WEIGHTS`, which every remat policy of
 the encoder saves: under FSDP, recomputing them from all-gathered parameters in the backward
-took the ViT-G student step on 8 H100s from 22 to 48 GiB of temporaries per GPU.
+doubled the ViT-G student step's temporaries on 8 H100s (`benchmarks/README.md`, the
+`memory.py` table; `benchmarks/notes/2026-11-26-gpu-compile-memory.md`).
 """
 
 from __future__ import annotations

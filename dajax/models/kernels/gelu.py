@@ -3,11 +3,11 @@
 Replaces: `nn.gelu(x, approximate=False)` (the reference's MLP activation) and its autodiff.
 Pays on: GPUs (measured on H100 compiles: the saving is memory traffic); the same code runs
   on every platform.
-Measured: autodiff of the erf form stored two more activation-sized partials per MLP; with
-  this backward the ViT-S teacher step went from 7.05 to 6.85 memory-bound GB and from 1.73 to
-  1.36 GiB of temporaries, and the float32 forward took it from 7.19 to 6.59 GB
-  (`jax.nn.gelu` evaluates the erfc form in the input dtype, which XLA's GPU compiler split
-  into two kernels in the train step) (`benchmarks/README.md`, `roofline.py` section).
+Why: autodiff of the erf form stores two more activation-sized partials per MLP, and
+  `jax.nn.gelu` evaluates the erfc form in the input dtype, which XLA's GPU compiler splits
+  into two kernels in the train step.
+Measured: `benchmarks/roofline.py` on H100 compiles of the ViT-S teacher step
+  (`benchmarks/notes/2026-11-26-roofline-program-changes.md`, the GELU rows).
 """
 
 from __future__ import annotations

@@ -4,12 +4,11 @@ Replaces: nothing (the reference passes the residual stream from block to block 
   the fast encoder calls `materialize_gradient` on it before every block.
 Pays on: CPUs only: the backward goes through `lax.platform_dependent`, and other platforms
   pass the gradient through untouched.
-Measured: the residual stream's gradient is a chain of adds through every later block, and
-  XLA:CPU fused that chain into each consumer of each block's gradient (the transposes for the
-  weight-gradient matmuls), recomputing it per block: quadratic in depth, loop fusions of up to
-  180 operands, 3.5 s of 16.4 s of kernel time in a ViT-S step at 518², batch 2. With the
-  fence the encoder's forward + backward went from 11.2 s to 7.3 s on a 2-core CPU
-  (`benchmarks/README.md`, `train_step.py` section).
+Why: the residual stream's gradient is a chain of adds through every later block, and
+  XLA:CPU fuses that chain into each consumer of each block's gradient (the transposes for the
+  weight-gradient matmuls), recomputing it per block: quadratic in depth.
+Measured: `benchmarks/README.md`, the `train_step.py` table, with
+  `benchmarks/notes/2026-11-26-cpu-train-step.md` (the fence's share of a ViT-S step).
 
 On CPUs the gradient passes through a `lax.cond` (XLA never fuses through one;
 `lax.optimization_barrier` does not help there, XLA:CPU removes it before fusion) whose

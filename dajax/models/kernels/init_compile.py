@@ -2,9 +2,9 @@
 
 Replaces: XLA's default optimisation level when `init_params` compiles `model.init`.
 Pays on: CPUs only (elsewhere the options are empty).
-Measured: XLA:CPU spends most of an initialiser's compile time optimising random-number code
-  that runs once; optimisation level 0 compiled it about 4x faster, and the values agree to a
-  float32 ulp (commit ebddee3).
+Why: XLA:CPU spends most of an initialiser's compile time optimising random-number code
+  that runs once; at optimisation level 0 the values agree to a float32 ulp.
+Measured: `benchmarks/notes/2026-11-26-cpu-train-step.md` (commit ebddee3).
 """
 
 from __future__ import annotations

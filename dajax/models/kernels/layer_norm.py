@@ -5,10 +5,10 @@ Replaces: autodiff of `flax.linen.LayerNorm(use_fast_variance=False)` (the refer
   `LayerNorm` keeps.
 Pays on: GPUs (measured on H100 compiles: the saving is memory traffic); the same code runs
   on every platform.
-Measured: autodiff left XLA's GPU compiler about 12 activation-sized passes per LayerNorm
-  backward over five kernels, 26 of the 105 memory-bound GB of a ViT-L teacher step on an
-  H100; with this backward the ViT-S teacher step's memory-bound traffic went from 6.59 to
-  6.01 GB (`benchmarks/roofline.py`, `benchmarks/README.md`).
+Why: autodiff leaves XLA's GPU compiler about 12 activation-sized passes per LayerNorm
+  backward, over five kernels.
+Measured: `benchmarks/roofline.py` on H100 compiles of the ViT-S and ViT-L teacher steps
+  (`benchmarks/notes/2026-11-26-roofline-program-changes.md`, the LayerNorm rows).
 
 The backward keeps only the input and two per-row floats from the forward and computes
 

@@ -5,14 +5,14 @@ Replaces: a bf16 × bf16 matmul or convolution with a bf16 result (what `nn.Dens
   two matmuls multiply the float32 cotangent by a bf16 operand; a DPT head in bf16.
 Pays on: CPUs only; elsewhere `result_dtype` returns None, the products keep the input dtype
   and `dot` is `jnp.dot`.
-Measured: XLA:CPU runs bf16 × bf16 with a float32 result on its fast path (YNNPACK's bf16
-  kernels: ~1.8x float32 on an AVX-512-BF16 core, more with AMX) but converts a matmul whose
-  result is bf16 to float32 first, so bf16 compute ran no faster than float32 before
-  `result_dtype` (`docs/cpu_inference.md`). A mixed float32 × bf16 matmul it also runs in
-  float32, after converting the bf16 operand: the backward of the demo's bf16 teacher step
-  ran every matmul that way, and the step was 0.9x the float32 step's speed
-  (`benchmarks/README.md`, "Compute at the hardware's rate"); `dot`'s backward casts the
-  cotangent to bf16 once and its input-gradient matmul runs on the fast path.
+Why: XLA:CPU runs bf16 × bf16 with a float32 result on its fast path (YNNPACK's bf16
+  kernels) but converts a matmul whose result is bf16 to float32 first, so without
+  `result_dtype` bf16 compute runs no faster than float32 (`docs/cpu_inference.md`). A mixed
+  float32 × bf16 matmul it also runs in float32, after converting the bf16 operand, and
+  autodiff's backward of a bf16 step is made of those; `dot`'s backward casts the cotangent
+  to bf16 once, so its input-gradient matmul runs on the fast path.
+Measured: `benchmarks/README.md`, the `inference.py` and `demo_step.py` tables, with
+  `benchmarks/notes/2026-12-07-cpu-training-pace.md`.
 
 On CPUs the fast model's dots and convolutions therefore ask for a float32 result
 (`preferred_element_type`) and round it to the compute dtype once; `dot` keeps the backward's

@@ -3,10 +3,10 @@
 Replaces: autodiff of a gather-and-weight resize (`dajax.models.resample`'s PyTorch-exact
   bilinear and bicubic taps), whose transpose is a scatter-add.
 Pays on: GPUs, which run scatter-adds with atomics; the same code runs on every platform.
-Measured: scatter fusions were 5.7% of a ViT-L teacher step on an H200 (mostly the DPT head's
-  resizes); gathered, the ViT-S teacher step's compile for an H100 went from 8.18 to 7.05
-  memory-bound GB and from 1.87 to 1.73 GiB of temporaries (`benchmarks/README.md`,
-  `roofline.py` section). Forward values are unchanged (bit-identical).
+Measured: the scatter fusions' share of a ViT-L teacher step on an H200
+  (`benchmarks/notes/2026-11-26-h200.md`) and `benchmarks/roofline.py` on an H100 compile of
+  the ViT-S teacher step (`benchmarks/notes/2026-11-26-roofline-program-changes.md`, the resize
+  row). Forward values are unchanged (bit-identical).
 
 A resize is given by its taps: for each output index o, input indices idx[o, :] and weights
 w[o, :]. Its transpose sends each input index i the weighted sum of the output gradients it

@@ -4,10 +4,9 @@ Replaces: `jax.nn.dot_product_attention`'s XLA form, which writes the [heads, N,
   probabilities to HBM and reads them back, forward and backward.
 Pays on: TPUs (`kernels.attention` picks it there under a mesh or on one chip;
   `attention="tpu_flash"` forces it).
-Measured: compiled for v5p and v6e, one ViT-L/G attention core at the paper's per-chip
-  batches moves a third to a half of XLA's bytes (v5p ViT-L student: 2.13 vs 5.51 GB, roofline
-  0.77 vs 1.99 ms) with a third to a tenth of the temporaries (`benchmarks/README.md`, "The
-  attention kernel, per block").
+Measured: compiled for v5p and v6e at the paper's per-chip batches, against XLA's form
+  (`benchmarks/notes/2026-12-01-tpu-compiles.md`, "The attention kernel, per block"); the
+  saving is bytes moved and temporary memory.
 
 JAX's Pallas TPU `flash_attention` (a Mosaic kernel: query and key blocks of 128 held in VMEM,
 scores never written to HBM, a fused backward) takes sequences that are whole blocks. DINOv2
