@@ -15,9 +15,8 @@ from dajax.data.procedural import PITCH_RANGE, ROLL_RANGE
 # horizon as well as down, and rolled up to 20 degrees either way.
 BROAD_CAMERAS = {"pitch_range": (-30.0, 5.0), "roll_range": (-20.0, 20.0)}
 
-# A small encoder for CPU demos: DINOv2 layout, 8x fewer FLOPs than ViT-S.
+# A small encoder for CPU demos (`encoder='custom'`): DINOv2 layout, 8x fewer FLOPs than ViT-S.
 DEMO_MODEL = {
-    "encoder": "custom",
     "dim": 192,
     "depth": 6,
     "heads": 3,
@@ -54,7 +53,7 @@ def model(variant: str, demo: bool, pretrained: bool = False) -> ml_collections.
     small = demo and not pretrained
     return ml_collections.ConfigDict(
         {
-            "encoder": "vits" if small else variant,
+            "encoder": "custom" if small else variant,
             "version": "v2",
             "custom": DEMO_MODEL if small else {},
             "head": "relative",  # 'metric': sigmoid x max_depth (metres)

@@ -259,7 +259,9 @@ def test_demo_from_dinov2_weights_takes_the_released_shape(tmp_path):
     from dajax.weights.pretrained import load_dinov2_encoder
     from dajax.weights.safetensors_io import save_safetensors
 
-    assert student.get_config("demo").model.custom.dim == 192
+    demo = student.get_config("demo").model  # what --help shows is what is built
+    assert (demo.encoder, demo.custom.dim) == ("custom", 192)
+    assert (build_model(demo)[1].encoder, build_model(demo)[1].dim) == ("custom", 192)
     path = str(tmp_path / "dinov2_vits14_pretrain.safetensors")
     config = student.get_config(f"demo,dinov2={path}")
     for stage in (config, config.teacher_stage):
@@ -273,3 +275,17 @@ def test_demo_from_dinov2_weights_takes_the_released_shape(tmp_path):
     save_safetensors(path, {k.removeprefix("pretrained."): v for k, v in hub.items()})
     qkv = load_dinov2_encoder(config.teacher_stage.init.dinov2, model_config)["blocks_11"]["attn"]
     assert qkv["qkv"]["kernel"].shape == (384, 1152) and (qkv["qkv"]["kernel"] == 0.5).all()
+
+
+@pytest.mark.parametrize(
+    "custom, message",
+    [({}, "encoder 'custom' needs its architecture"), ({"dims": 3}, "unknown ModelConfig fields")],
+)
+def test_a_custom_encoder_without_a_valid_architecture_is_a_config_error(custom, message):
+    from configs import student
+    from dajax.training.setup import build_model
+
+    config = student.get_config("demo").model
+    config.custom = custom
+    with pytest.raises(ValueError, match=f"config.model.*{message}"):
+        build_model(config)

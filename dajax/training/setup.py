@@ -23,11 +23,25 @@ log = logging.getLogger("dajax")
 
 
 def model_config(model_cfg) -> ModelConfig:
-    """`ModelConfig` from `config.model` (a released variant, or `custom` field overrides)."""
+    """`ModelConfig` from `config.model`: a released variant (`encoder='vits'` ...), with
+    `custom`'s fields changed if any, or with `encoder='custom'` the architecture `custom`
+    holds (dim, depth, heads, layers, features, out_channels; the rest take their defaults).
+    """
+    custom = dict(model_cfg.get("custom") or {})
+    if model_cfg.encoder == "custom":
+        if not custom:
+            raise ValueError(
+                "config.model: encoder 'custom' needs its architecture in config.model.custom "
+                "(dim, depth, heads, layers, features, out_channels)"
+            )
+        fields = dict(version=model_cfg.version, head=model_cfg.head, max_depth=model_cfg.max_depth)
+        try:
+            return ModelConfig.from_dict({**fields, **custom, "encoder": "custom"})
+        except ValueError as e:
+            raise ValueError(f"config.model.custom: {e}") from None
     base = ModelConfig.from_variant(
         model_cfg.encoder, model_cfg.version, model_cfg.head, model_cfg.max_depth
     )
-    custom = dict(model_cfg.get("custom") or {})
     return base.replace(**custom) if custom else base
 
 
