@@ -25,7 +25,26 @@ jax.config.update("jax_default_matmul_precision", "highest")
 SLOW_FILES = ("tests/training/test_multiprocess.py", "tests/training/test_stages.py")
 
 
+# The tiers `--fast` leaves out: `python -m pytest` (the README's command, which CI runs) runs
+# every tier; `python -m pytest --fast` runs the unit tests alone, in a few minutes.
+OUTSIDE_FAST_TIER = ("slow", "perf", "browser", "fuzz")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="the fast tier: leave out tests marked " + ", ".join(OUTSIDE_FAST_TIER),
+    )
+
+
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("--fast"):
+        left_out = [i for i in items if any(m in i.keywords for m in OUTSIDE_FAST_TIER)]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            gone = {id(i) for i in left_out}
+            items[:] = [i for i in items if id(i) not in gone]
     rank = {name: i for i, name in enumerate(SLOW_FILES)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(SLOW_FILES)))
 

@@ -41,6 +41,7 @@ def _libtpu_lines(stderr: str) -> list[str]:
 
 
 @needs_libtpu_without_tpu
+@pytest.mark.slow
 def test_predict_on_a_cpu_prints_no_line_from_libtpu(tmp_path):
     plain = _run([sys.executable, "-c", "import jax; jax.devices()"])
     assert _libtpu_lines(plain.stderr), "plain JAX no longer starts libtpu here: the check is moot"
@@ -62,6 +63,7 @@ def test_a_platform_the_user_names_is_kept():
     assert named.stdout.split() == ["tpu,cpu"], named.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_predict_fills_the_compile_cache_unless_told_not_to(tmp_path):
     command = [sys.executable, "-m", "dajax.predict", "--demo", "--input-size", "28"]
     for flag, cache in (([], "on"), (["--no-compile-cache"], "off")):

@@ -177,6 +177,7 @@ def _install_wheel(tmp_path) -> str:
     return str(site)
 
 
+@pytest.mark.slow
 def test_the_installed_package_runs_the_shipped_configs_and_yours_from_any_folder(tmp_path):
     """Installed from its wheel (nothing of the checkout on the path), `configs` ships beside
     `dajax` with the stand-in encoder; the README's `--config=configs/teacher.py` resolves from

@@ -76,6 +76,7 @@ def browser(tmp_path):
     driver.quit()
 
 
+@pytest.mark.browser
 def test_upload_a_photo_and_get_its_depth_in_the_browser(browser, tmp_path):
     import gradio as gr
     from selenium.webdriver.common.by import By
@@ -135,6 +136,7 @@ def test_upload_a_photo_and_get_its_depth_in_the_browser(browser, tmp_path):
 
 
 @pytest.mark.parametrize("flags, share", [([], False), (["--share"], True)])
+@pytest.mark.slow
 def test_share_is_a_flag_of_the_app(monkeypatch, flags, share):
     """Gradio's start-up hint says to set share=True: `--share` is how (off by default)."""
     import gradio as gr

@@ -78,6 +78,7 @@ def test_scan_counts_its_body_per_iteration_and_while_is_refused():
 
 
 @pytest.mark.parametrize("stage", ["inference", "teacher"])
+@pytest.mark.slow
 def test_depth_anything_count_matches_xla_to_its_elementwise_share(stage):
     # XLA's count also has the elementwise work (LayerNorm, GELU, softmax, the loss, AdamW):
     # at 518² about 1% of a ViT's FLOPs, so the matmul/conv count is just below XLA's.

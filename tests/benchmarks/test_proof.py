@@ -73,6 +73,7 @@ def test_gap_closed_and_checks():
     assert "| student | 0.1250 ± 0.0071 |" in table  # sample std: 0.005 * sqrt(2)
 
 
+@pytest.mark.slow
 def test_proof_command_at_tiny_scale(tmp_path, monkeypatch):
     """Teacher -> pseudo-labels -> three students -> evaluation; every row lands in the JSON
     with finite scores, beside the metadata (one seed: each stage's set-up alone takes seconds;

@@ -21,6 +21,7 @@ TINY = ModelConfig(
 
 
 @pytest.mark.perf
+@pytest.mark.slow
 def test_tiny_teacher_step_compiles_for_v5e_with_the_flash_kernel():
     devices = hardware.tpu_devices("v5e:2x2")
     assert [d.device_kind for d in devices] == ["TPU v5 lite"] * 4

@@ -29,6 +29,7 @@ def _images(h, w, n=2, seed=0):
     ],
     ids=["v1-relative", "v2-layers", "swiglu-metric"],
 )
+@pytest.mark.slow
 def test_depth_anything_matches_transformers(tmp_path, kwargs):
     hf = tiny_depth_anything(**kwargs)
     hf.save_pretrained(tmp_path)

@@ -156,6 +156,7 @@ def test_jnp_preprocessing_matches_the_opencv_one(hw, input_size):
     np.testing.assert_allclose(got, want, atol=5e-4)
 
 
+@pytest.mark.slow
 def test_jax_users_get_a_plain_flax_module_and_a_jittable_image_to_depth_function(estimators):
     est = estimators["v2"]
     images = np.random.default_rng(4).integers(0, 256, (2, 45, 61, 3), np.uint8)

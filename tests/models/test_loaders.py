@@ -50,6 +50,7 @@ def run(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow
 def test_a_run_folder_loads_its_newest_step_then_its_export(run, tmp_path):
     newest, first = tmp_path / "newest", tmp_path / "first"
     assert checkpoints.export_run(run, newest) == 2
@@ -67,6 +68,7 @@ def test_a_run_folder_loads_its_newest_step_then_its_export(run, tmp_path):
         _depth(run, version="v1")
 
 
+@pytest.mark.slow
 def test_predict_and_app_take_a_run_folder(run, tmp_path, monkeypatch):
     cv2.imwrite(str(tmp_path / "x.png"), IMAGE[:, :, ::-1])  # BGR on disk
     argv = ["--weights", str(run), "--input", str(tmp_path / "x.png"), "--outdir"]

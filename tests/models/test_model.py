@@ -56,6 +56,7 @@ def test_metric_head_is_bounded_by_max_depth():
     assert float(depth.min()) > 0.0 and float(depth.max()) < 10.0
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_tracks_float32():
     config = tiny_config(head="metric", max_depth=10.0)
     params = init_params(DepthAnything(config), jax.random.key(3))
@@ -82,6 +83,7 @@ def test_config_validation_and_json_round_trip():
 
 
 @pytest.mark.parametrize("remat, blocks", [("full", 0), ("dots", 0), ("dots_no_batch", 1)])
+@pytest.mark.slow
 def test_remat_policies_leave_gradients_unchanged(remat, blocks):
     config = tiny_config()
     params = init_params(DepthAnything(config), jax.random.key(0))

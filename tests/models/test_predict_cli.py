@@ -166,6 +166,7 @@ def test_missing_weights_explain_where_to_get_them(tmp_path, capsys):
     assert "no such checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_runs_on_built_in_scenes(tmp_path, capsys):
     code = predict.main(
         ["--demo", "--outdir", str(tmp_path), "--input-size", "28", "--arch", "vits", "--save-npy"]

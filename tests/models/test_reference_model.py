@@ -88,6 +88,7 @@ def test_same_parameter_tree(name):
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.slow
 def test_same_outputs_and_features(name):
     fast, ref, params = _models(name)
     x = _images(2)
@@ -106,6 +107,7 @@ def _teacher_batch():
     }
 
 
+@pytest.mark.slow
 def test_same_teacher_loss_gradient():
     """The V1 relative model (the V2 metric one is checked through the student's loss)."""
     fast, ref, params = _models("v1")
@@ -120,6 +122,7 @@ def _student_config():
     return config
 
 
+@pytest.mark.slow
 def test_same_student_loss_gradient():
     """L_labeled + L_unlabeled (CutMix, perturbed) + L_feat against a different frozen encoder."""
     fast, ref, params = _models("v2_metric")

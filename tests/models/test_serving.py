@@ -32,6 +32,7 @@ def exported(tmp_path_factory):
     return config, params, out
 
 
+@pytest.mark.slow
 def test_reloads_in_a_fresh_process_without_model_code(exported, tmp_path):
     config, params, out = exported
     x = np.random.default_rng(0).normal(size=(3, 28, 42, 3)).astype(np.float32)
@@ -58,6 +59,7 @@ def test_wrong_input_and_missing_files_are_named(exported, tmp_path):
         serving.load_served(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_bfloat16_export_round_trips_the_weights(tmp_path):
     config = tiny_config()
     params = init_params(DepthAnything(config), jax.random.key(1))
@@ -71,6 +73,7 @@ def test_bfloat16_export_round_trips_the_weights(tmp_path):
 
 
 @pytest.mark.perf
+@pytest.mark.slow
 def test_attention_is_chosen_per_platform_when_lowered(tmp_path):
     """168² gives 145 tokens, more than one query block: on a CPU the graph runs the blocked
     kernel (a loop over query blocks), on CUDA XLA's plain attention; both from one export."""

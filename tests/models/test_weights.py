@@ -138,6 +138,7 @@ def test_pickled_code_is_refused_end_to_end(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_convert_cli_round_trip(tmp_path, capsys):
     hf = tiny_depth_anything(metric=True, max_depth=20, swiglu=True)
     hf.save_pretrained(tmp_path / "hf")

@@ -188,6 +188,7 @@ def test_prep_matches_reference_resize_and_normalise():
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_estimator_resizes_like_the_reference_evaluator(checkpoint):
     from dajax.inference import ZoeDepthEstimator, is_zoedepth_checkpoint
     from dajax.models.resample import resize_bilinear

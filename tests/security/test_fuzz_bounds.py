@@ -42,6 +42,7 @@ def _check(kind, cases, peak_mib=None) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", GENERATORS)
+@pytest.mark.slow
 def test_hostile_pickles_are_refused_in_one_line(name, tmp_path):
     _check("pth", write_cases(tmp_path, GENERATORS[name](), ".pth"), PEAK_RSS_MIB)
 
@@ -65,6 +66,7 @@ def tiny_checkpoint(tmp_path_factory):
     return flax_to_official(params), str(folder / "params")
 
 
+@pytest.mark.slow
 def test_shards_and_config_files_are_refused(tmp_path, tiny_checkpoint):
     (tmp_path / "shards").mkdir()
     (tmp_path / "configs").mkdir()

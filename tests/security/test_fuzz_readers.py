@@ -18,6 +18,7 @@ N_RANDOM = {"pth": 400, "safetensors": 300}
 PEAK_RSS_MIB = 400  # the largest legal case materialises ~70 MiB
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("kind", ["pth", "safetensors"])
 def test_malformed_files_load_or_fail_with_one_line(kind, tmp_path):
     rng = np.random.default_rng(SEED)

@@ -193,6 +193,7 @@ def test_the_eta_leaves_the_compile_out():
     progress.close()
 
 
+@pytest.mark.slow
 def test_fine_tune_resume_and_predict(released, folders, tmp_path, capsys):
     """Two runs through the CLI (the second resumes with one more step), then predict on the
     export; `main` logs to the console's stderr, checkpoint saves go to stdout."""

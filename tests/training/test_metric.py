@@ -60,6 +60,7 @@ def _same(a, b) -> bool:
 
 
 @pytest.mark.parametrize("load", ["encoder", "all"])
+@pytest.mark.slow
 def test_initialisation_takes_the_encoder_or_everything(tmp_path, load):
     config, model_config, saved = _saved_model(tmp_path, seed=7)
     config.init.update(weights=str(tmp_path / "m7"), load=load)
@@ -103,6 +104,7 @@ def test_an_official_hypersim_file_into_a_10_m_run_is_refused(tmp_path):
         metric.initial_params(model_config, config.init, seed=0)
 
 
+@pytest.mark.slow
 def test_rescale_max_depth_keeps_the_head_so_predictions_scale(tmp_path, caplog):
     config, model_config, saved = _saved_model(tmp_path, seed=7)
     config.init.update(weights=str(tmp_path / "m7"), load="all", rescale_max_depth=True)
@@ -132,6 +134,7 @@ def test_a_relative_head_is_refused_for_load_all(tmp_path):
     assert _same(params["pretrained"], saved["pretrained"])
 
 
+@pytest.mark.slow
 def test_tiny_fine_tuning_run_exports_a_metric_model(tmp_path):
     config = tiny_metric()
     exported = metric.run(config, str(tmp_path))

@@ -13,6 +13,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from dajax import checkpoints
 
@@ -63,6 +64,7 @@ def _batches(workdir, processes: int) -> list[list[float]]:
     return [sum(step, []) for step in zip(*shares, strict=True)]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_across_a_preemption(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()

@@ -41,6 +41,7 @@ def _losses(stage: str, dtype: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("stage", ["teacher", "student"])
+@pytest.mark.slow
 def test_bfloat16_training_loss_tracks_float32(stage):
     low, high = _losses(stage, "bfloat16"), _losses(stage, "float32")
     assert np.all(np.isfinite(low))

@@ -85,6 +85,7 @@ def test_the_written_encoder_is_the_classifier_s_encoder_under_depth_anything_na
         np.testing.assert_array_equal(flat[key], value.astype(np.float16), err_msg=str(key))
 
 
+@pytest.mark.slow
 def test_the_stage_learns_and_its_file_starts_a_teacher(tmp_path):
     """A few steps on tiny scenes: the class loss falls, and a teacher
     initialised from the written file starts from it, not from its own random encoder."""
@@ -116,6 +117,7 @@ def test_the_stage_learns_and_its_file_starts_a_teacher(tmp_path):
     assert not np.array_equal(started["cls_token"], random["cls_token"])
 
 
+@pytest.mark.slow
 def test_the_proof_starts_both_networks_from_the_shipped_stand_in():
     """`configs/student.py:proof` names the shipped encoder for student and teacher; it fits the
     demo's encoder and is not a random one (its classifier was trained: weights differ from a

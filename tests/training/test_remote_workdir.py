@@ -6,6 +6,7 @@ import logging
 
 import jax
 import numpy as np
+import pytest
 from tiny_configs import tiny_student
 
 from dajax import checkpoints, convert
@@ -18,6 +19,7 @@ def _params(path):
     return [np.asarray(a) for a in jax.tree.leaves(checkpoints.load_inference_params(path)[1])]
 
 
+@pytest.mark.slow
 def test_train_resume_and_export_with_a_bucket_workdir(tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.chdir(tmp_path)  # where `os.path.abspath("gs://...")` would have written
     caplog.set_level(logging.INFO)

@@ -38,6 +38,7 @@ def validated_run(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow
 def test_validation_is_logged_and_the_best_step_recorded(validated_run):
     logged = read_metrics(validated_run)
     val = {m["step"]: m for m in logged if "val/abs_rel" in m}
@@ -50,6 +51,7 @@ def test_validation_is_logged_and_the_best_step_recorded(validated_run):
     assert best["scores"]["abs_rel"] == pytest.approx(val[best_step]["val/abs_rel"])
 
 
+@pytest.mark.slow
 def test_curves_png_shows_losses_learning_rate_and_validation(validated_run, tmp_path):
     with Image.open(os.path.join(validated_run, "curves.png")) as png:
         assert png.format == "PNG" and png.width > 400
@@ -70,6 +72,7 @@ def _console(caplog):
     return handler
 
 
+@pytest.mark.slow
 def test_resume_skips_corrupt_steps_and_keeps_them_aside(validated_run, tmp_path, caplog, capsys):
     workdir = str(tmp_path / "run")
     shutil.copytree(validated_run, workdir)
@@ -112,6 +115,7 @@ def test_resume_skips_corrupt_steps_and_keeps_them_aside(validated_run, tmp_path
     assert read_metrics(workdir)[-1]["step"] == 6
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_an_error_not_corruption(validated_run, tmp_path):
     workdir = str(tmp_path / "run")
     shutil.copytree(validated_run, workdir)

@@ -19,6 +19,7 @@ def model_and_params():
     "shards, unlabeled_size",
     [(1, 28), (4, 28), (3, 28), (2, 42)],  # 3 divides neither batch; 42 px: two passes
 )
+@pytest.mark.slow
 def test_student_forward_matches_separate_passes(model_and_params, shards, unlabeled_size):
     model, params = model_and_params
     x_l = jax.random.normal(jax.random.key(1), (4, 28, 28, 3))

@@ -122,6 +122,7 @@ def _pseudo_label_shard(folder, count: int = 16):
     return str(folder)
 
 
+@pytest.mark.slow
 def test_student_v2_trains_on_pseudo_labels_alone(tmp_path, monkeypatch):
     config = _v2(tiny_student())
     config.data.pseudo.path = _pseudo_label_shard(tmp_path)

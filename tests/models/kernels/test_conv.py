@@ -24,6 +24,7 @@ def _reference(x, kernel, strides, padding):
         ((1, 8, 8, 2), (2, 3, 2, 4), (1, 2), ((0, 1), (2, 0))),  # uneven everything
     ],
 )
+@pytest.mark.slow
 def test_values_and_gradients_match_lax(x_shape, kernel_shape, strides, padding):
     x = jax.random.normal(jax.random.key(0), x_shape)
     kernel = jax.random.normal(jax.random.key(1), kernel_shape)

@@ -24,6 +24,7 @@ def _loss(attention):
     return lambda q, k, v: (attention(q, k, v) * w).sum()
 
 
+@pytest.mark.slow
 def test_padded_tokens_are_masked_forward_and_backward():
     # 130 tokens (1 + an odd grid, as ViT's 1370) pad to two blocks of 128: 126 padded keys,
     # whose zero scores would take softmax weight if the mask failed.

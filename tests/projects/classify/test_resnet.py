@@ -141,6 +141,7 @@ def _rel_err(got, ref):
 # --- tests ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_matches_torch_resnet50(torch_model, params):
     images = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype(np.float32)
     with torch.no_grad():

@@ -105,6 +105,7 @@ def test_camouflage_dataset_is_deterministic_and_depth_reveals_shape():
     assert len(np.unique(np.round(a["depths"][0], 2))) > 2
 
 
+@pytest.mark.slow
 def test_study_end_to_end(tmp_path):
     pytest.importorskip("dajax.projects.classify.resnet")
     from dajax.projects.classify import study
