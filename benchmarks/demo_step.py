@@ -9,7 +9,7 @@ recipe in PyTorch.
     python benchmarks/demo_step.py --ablations taps autodiff-dot bf16-head
     python benchmarks/demo_step.py --profile /tmp/demo-trace        # + jax.profiler traces
 
-Each dajax row builds its step as the demo does (`dajax.training.setup.build_model` on the
+Each dajax row builds its step as the demo does (`dajax.training.setup.model_from_config` on the
 config's `model` with `model.dtype` set to the row's dtype, the stage's `make_loss_fn`, the
 config's AdamW from `build_optimizer`, `make_train_step`, jitted with the state donated), on a
 fixed random batch of the config's batch sizes (teacher 8 labeled images; student 4 labeled +
@@ -126,7 +126,7 @@ def dajax_step(stage: str, dtype: str, size: int, attention: str | None = None):
     config = demo_config(stage, dtype)
     if attention:
         config.model.attention = attention
-    model, model_config = setup.build_model(config.model)
+    model, model_config = setup.model_from_config(config.model)
     params = setup.initial_params(model_config, "", config.seed)
     tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
     if stage == "teacher":

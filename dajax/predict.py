@@ -234,7 +234,7 @@ def write_demo_inputs(outdir: str, count: int = 2) -> str:
     return folder
 
 
-def load_estimator(args: argparse.Namespace):
+def estimator_from_args(args: argparse.Namespace):
     """The estimator the arguments ask for; exits with a message when none can be built."""
     from dajax.inference import DepthEstimator
     from dajax.models import ModelConfig
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        estimator = load_estimator(args)
+        estimator = estimator_from_args(args)
     except SystemExit as e:
         return e.code
     if args.ply and not estimator.metric:

@@ -255,20 +255,20 @@ def test_demo_from_dinov2_weights_takes_the_released_shape(tmp_path):
 
     from configs import student
     from dajax.models import param_shapes
-    from dajax.training.setup import build_model
+    from dajax.training.setup import model_from_config
     from dajax.weights.depth_anything_keys import flax_to_official
     from dajax.weights.pretrained import load_dinov2_encoder
     from dajax.weights.safetensors_io import save_safetensors
 
     demo = student.get_config("demo").model  # what --help shows is what is built
     assert (demo.encoder, demo.custom.dim) == ("custom", 192)
-    assert (build_model(demo)[1].encoder, build_model(demo)[1].dim) == ("custom", 192)
+    assert (model_from_config(demo)[1].encoder, model_from_config(demo)[1].dim) == ("custom", 192)
     path = str(tmp_path / "dinov2_vits14_pretrain.safetensors")
     config = student.get_config(f"demo,dinov2={path}")
     for stage in (config, config.teacher_stage):
         assert (stage.model.encoder, dict(stage.model.custom)) == ("vits", {})
         assert stage.init.dinov2 == path
-    model, model_config = build_model(config.model)
+    model, model_config = model_from_config(config.model)
     encoder = param_shapes(model)["pretrained"]
     hub = flax_to_official(
         {"pretrained": jax.tree.map(lambda s: np.full(s.shape, 0.5, s.dtype), encoder)}
@@ -284,9 +284,9 @@ def test_demo_from_dinov2_weights_takes_the_released_shape(tmp_path):
 )
 def test_a_custom_encoder_without_a_valid_architecture_is_a_config_error(custom, message):
     from configs import student
-    from dajax.training.setup import build_model
+    from dajax.training.setup import model_from_config
 
     config = student.get_config("demo").model
     config.custom = custom
     with pytest.raises(ValueError, match=f"config.model.*{message}"):
-        build_model(config)
+        model_from_config(config)

@@ -130,7 +130,7 @@ def _check_same_shapes(want: dict, got: dict, where: str) -> None:
 def run(config, workdir: str) -> str:
     """Fine-tunes a metric model; returns the path of its exported inference checkpoint."""
     check_training_data(config.data)
-    model, model_config = setup.build_model(config.model)
+    model, model_config = setup.model_from_config(config.model)
     if model_config.head != "metric":
         raise ValueError("metric fine-tuning needs config.model.head = 'metric' (and max_depth)")
     init = lambda: initial_params(model_config, config.init, config.seed)  # noqa: E731

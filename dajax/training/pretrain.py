@@ -76,7 +76,7 @@ def write_encoder(path: paths.PathLike, params: dict, note: str = "") -> None:
 def run(config, workdir: str) -> str:
     """Trains the encoder and its classifier on `config.data.labeled` (class maps:
     `procedural_semantics` sources); returns the path of `WORKDIR/encoder.safetensors`."""
-    _, model_config = setup.build_model(config.model)
+    _, model_config = setup.model_from_config(config.model)
     dtype = compute_dtype(config.model.dtype)
     model = PatchClassifier(model_config, len(SEMANTIC_CLASSES), dtype=dtype)
 

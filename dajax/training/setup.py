@@ -45,7 +45,7 @@ def model_config(model_cfg) -> ModelConfig:
     return base.replace(**custom) if custom else base
 
 
-def build_model(
+def model_from_config(
     model_cfg, architecture: ModelConfig | None = None
 ) -> tuple[nn.Module, ModelConfig]:
     """The Flax module of `config.model` and its `ModelConfig`.
@@ -120,7 +120,7 @@ def released_model(model_cfg, init) -> tuple[nn.Module, ModelConfig, Callable[[]
             f"{config.max_depth:g} m), but this stage trains relative disparity; fine-tune it "
             "with configs/metric.py and --config.init.load=all"
         )
-    model, config = build_model(model_cfg, config)
+    model, config = model_from_config(model_cfg, config)
     params = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
     where = (
         f"initialised the whole model (encoder and head) from {init.weights}: {config.encoder} "

@@ -195,7 +195,7 @@ def run(config, workdir: str) -> str:
     if config.loss.labeled and not config.data.labeled:
         raise ValueError("config.loss.labeled is on but config.data.labeled names no sources")
     check_training_data(config.data)
-    model, model_config = setup.build_model(config.model)
+    model, model_config = setup.model_from_config(config.model)
     host_init = setup.initial_params(model_config, config.init.dinov2, config.seed)
     frozen = {"dinov2": feature_reference(config, host_init["pretrained"])}
     teacher_model = None

@@ -46,7 +46,7 @@ def run(config, workdir: str) -> str:
     if config.init.get("weights"):
         model, model_config, init = setup.released_model(config.model, config.init)
     else:
-        model, model_config = setup.build_model(config.model)
+        model, model_config = setup.model_from_config(config.model)
         init = lambda: setup.initial_params(model_config, config.init.dinov2, config.seed)  # noqa: E731
     loss_fn = make_loss_fn(model, config.loss)
     return train_supervised(config, workdir, model, model_config, init, loss_fn)

@@ -150,17 +150,17 @@ def test_same_student_loss_gradient():
     _assert_close(grad, want_grad)
 
 
-def test_build_model_switch():
+def test_model_from_config_switch():
     model_cfg = ml_collections.ConfigDict(_student_config().model.to_dict())
-    assert isinstance(setup.build_model(model_cfg)[0], DepthAnything)
+    assert isinstance(setup.model_from_config(model_cfg)[0], DepthAnything)
     model_cfg.update(impl="reference", dtype="float32")  # the reference computes in float32
-    assert isinstance(setup.build_model(model_cfg)[0], ReferenceDepthAnything)
+    assert isinstance(setup.model_from_config(model_cfg)[0], ReferenceDepthAnything)
     model_cfg.remat = "full"  # a kernel option the reference does not have
     with pytest.raises(ValueError, match="config.model: the reference model has no kernel"):
-        setup.build_model(model_cfg)
+        setup.model_from_config(model_cfg)
     model_cfg.impl = "slow"
     with pytest.raises(ValueError, match="impl must be one of"):
-        setup.build_model(model_cfg)
+        setup.model_from_config(model_cfg)
 
 
 def test_build_model_reference_is_float32_only():

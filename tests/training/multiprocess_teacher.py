@@ -82,7 +82,7 @@ config.model.dtype = "float32"
 # Parameters the affine-invariant loss cannot see (the output bias) get gradients that are
 # reduction-order noise; a larger Adam eps keeps that noise from becoming full-size updates.
 config.optim.eps = 1e-3
-model, model_config = setup.build_model(config.model)
+model, model_config = setup.model_from_config(config.model)
 tx, _ = build_optimizer(config.optim, param_shapes(model), config.total_steps)
 recipe = loop.Recipe(
     init_params=lambda: setup.initial_params(model_config, "", config.seed),

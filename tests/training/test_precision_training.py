@@ -23,7 +23,7 @@ def _losses(stage: str, dtype: str) -> np.ndarray:
     """Losses of STEPS demo `stage` steps of the tiny model at 42 px in `dtype` compute."""
     config = demo_config(stage, dtype)
     config.model.custom = TINY_MODEL
-    model, model_config = setup.build_model(config.model)
+    model, model_config = setup.model_from_config(config.model)
     params = setup.initial_params(model_config, "", 0)
     tx, _ = build_optimizer(config.optim, param_shapes(model), STEPS)
     if stage == "teacher":

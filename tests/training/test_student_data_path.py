@@ -188,7 +188,7 @@ def test_with_s_about_half_of_the_unlabeled_inputs_are_mixed():
 
 def test_feature_alignment_reference_is_the_frozen_initial_encoder_or_the_teacher(tmp_path):
     config = tiny_student()
-    _, model_config = setup.build_model(config.model)
+    _, model_config = setup.model_from_config(config.model)
     initial = setup.initial_params(model_config, "", seed=0)["pretrained"]
     teacher_params = setup.initial_params(model_config, "", seed=5)
     export = setup.export(str(tmp_path), teacher_params, model_config)

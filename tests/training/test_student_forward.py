@@ -11,7 +11,7 @@ from dajax.training import setup, student
 
 @pytest.fixture(scope="module")
 def model_and_params():
-    model, _ = setup.build_model(tiny_student().model)
+    model, _ = setup.model_from_config(tiny_student().model)
     return model, init_params(model, jax.random.key(0))
 
 
