@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     source = build_source(eval_cfg.data)
     for grid in args.grids:
         results[f"oracle: ground truth on a {grid}x{grid} grid"] = oracle_scores(
-            source, grid, eval_cfg.max_depth
+            source, grid, eval_cfg.max_depth_eval
         )
     table = markdown(results, runs)
     print(table)

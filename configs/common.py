@@ -130,14 +130,15 @@ def loop(total_steps: int, demo: bool) -> dict:
 
 
 def validation(demo: bool) -> ml_collections.ConfigDict:
-    """`config.eval`: the validation source with its depth range (metres) and crop, as an entry
+    """`config.eval`: the validation source with its scored depth range (`min_depth_eval`,
+    `max_depth_eval`, metres) and `crop_region`, as an entry
     of `configs/eval.py`'s benchmark table (default: 48 held-out procedural scenes)."""
     return ml_collections.ConfigDict(
         {
             "data": procedural(48, 96, 99),
-            "min_depth": 1e-3,
-            "max_depth": 80.0,
-            "crop": "none",  # 'eigen' (NYU) | 'garg' (KITTI) | 'none'
+            "min_depth_eval": 1e-3,
+            "max_depth_eval": 80.0,
+            "crop_region": "none",  # 'eigen' (NYU) | 'garg' (KITTI) | 'none'
             "input_size": 84 if demo else 518,
             "batch_size": 8 if demo else 4,
         }

@@ -58,8 +58,13 @@ PAPER_METRIC_NYU = {
 }
 
 
-def _bench(data: dict, min_depth: float, max_depth: float, crop: str = "none"):
-    return {"data": data, "min_depth": min_depth, "max_depth": max_depth, "crop": crop}
+def _bench(data: dict, min_depth: float, max_depth: float, crop_region: str = "none"):
+    return {
+        "data": data,
+        "min_depth_eval": min_depth,
+        "max_depth_eval": max_depth,
+        "crop_region": crop_region,
+    }
 
 
 def _indoor(spec):

@@ -193,7 +193,7 @@ def _demo_stages(config, steps, args):
     config.eval = ml_collections.ConfigDict(
         {
             "data": common.procedural(48, 96, 99, broad=args.broad),
-            "max_depth": 80.0,
+            "max_depth_eval": 80.0,
             "input_size": 84,
             "batch_size": 8,
         }

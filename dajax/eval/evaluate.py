@@ -226,7 +226,7 @@ def run(config, workdir: str) -> dict:
     results = {}
     for name in config.datasets:
         spec = config.benchmarks[name]
-        bench = Bench(spec.min_depth, spec.max_depth, spec.crop, head)
+        bench = Bench(spec.min_depth_eval, spec.max_depth_eval, spec.crop_region, head)
         source = build_source(spec.data)
         log.info("evaluating %s on %s: %d images", config.weights, name, len(source))
         results[name] = evaluate(
@@ -250,7 +250,7 @@ def evaluate_checkpoints(checkpoints: dict[str, str], eval_cfg, workdir: str) ->
     share their network's compiles (`inference.jitted_forward`); the log gets the compile
     seconds."""
     source = build_source(eval_cfg.data)
-    bench = Bench(eval_cfg.get("min_depth", 1e-3), eval_cfg.max_depth, "none", "relative")
+    bench = Bench(eval_cfg.get("min_depth_eval", 1e-3), eval_cfg.max_depth_eval, "none", "relative")
     estimators = {f"trivial: {name}": make() for name, make in BASELINES.items()}
     with runtime.compile_report("evaluation"):
         for name, path in checkpoints.items():
@@ -259,7 +259,7 @@ def evaluate_checkpoints(checkpoints: dict[str, str], eval_cfg, workdir: str) ->
             name: evaluate(est, source, bench, "relative", eval_cfg.batch_size, progress=name)
             for name, est in estimators.items()
         }
-    oracle = oracle_scores(source, eval_cfg.input_size // PATCH_SIZE, eval_cfg.max_depth)
+    oracle = oracle_scores(source, eval_cfg.input_size // PATCH_SIZE, eval_cfg.max_depth_eval)
     trivial = {name: scores for name, scores in results.items() if name not in checkpoints}
     results = {**trivial, ORACLE_ROW: oracle, **{name: results[name] for name in checkpoints}}
     table = _with_gap_closed(

@@ -43,9 +43,9 @@ class Validator:
     def __init__(self, eval_cfg, model_config: ModelConfig, workdir: str, impl: str = "fast"):
         self.source = build_source(eval_cfg.data)
         self.bench = Bench(
-            eval_cfg.get("min_depth", 1e-3),
-            eval_cfg.max_depth,
-            eval_cfg.get("crop", "none"),
+            eval_cfg.get("min_depth_eval", 1e-3),
+            eval_cfg.max_depth_eval,
+            eval_cfg.get("crop_region", "none"),
             model_config.head,
         )
         self.protocol = resolve_protocol("auto", model_config.head)

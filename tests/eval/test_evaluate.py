@@ -122,7 +122,8 @@ def test_no_valid_pixel_is_an_error_not_nan():
 def test_eval_config_reads_each_benchmark_from_its_root():
     config = eval_config.get_config("dataset=all,root=/data,weights=w.pth")
     assert config.datasets == eval_config.ZERO_SHOT
-    assert config.benchmarks.kitti.crop == "garg" and config.benchmarks.nyu.crop == "eigen"
+    assert config.benchmarks.kitti.crop_region == "garg"
+    assert config.benchmarks.nyu.crop_region == "eigen"
     assert config.benchmarks.sintel.data.path == "/data/sintel"
     single = eval_config.get_config("dataset=nyu,root=/x,weights=w.pth")
     assert single.benchmarks.nyu.data.path == "/x/nyu_depth_v2_labeled.mat"
