@@ -1,9 +1,9 @@
 """Data engine: a trained teacher pseudo-labels unlabeled images into ArrayRecord shards.
 
     python -m dajax.main --config=configs/pseudo_label.py --workdir=runs/pl \
-        --config.teacher=runs/teacher/export --config.data.unlabeled.path=photos/
+        --config.teacher_weights=runs/teacher/export --config.data.unlabeled.path=photos/
     python -m dajax.main --config=configs/pseudo_label.py:demo --workdir=runs/pl \
-        --config.teacher=runs/demo_teacher/export
+        --config.teacher_weights=runs/demo_teacher/export
 
 Shards land in `WORKDIR/shards`; re-running skips finished shards. `demo` labels built-in
 procedural images. `--config.data.unlabeled.sky_masks=DIR` (masks at the images' relative
@@ -23,7 +23,7 @@ def get_config(arg=None):
     return ml_collections.ConfigDict(
         {
             "stage": "pseudo_label",
-            "teacher": "",
+            "teacher_weights": "",
             "data": {"unlabeled": unlabeled},
             "shard_size": 100 if args.demo else 10_000,
             "batch_size": 8 if args.demo else 64,

@@ -4,7 +4,7 @@ perturbations, CutMix, feature alignment (α = 0.15).
     python -m dajax.main --config=configs/student.py:variant=vitl --workdir=runs/student \
         --config.init.dinov2=dinov2_vitl14_pretrain.pth --config.data.pseudo.path=runs/pl/shards
     python -m dajax.main --config=configs/student.py:variant=vitl,online --workdir=runs/student \
-        --config.teacher=runs/teacher/export --config.data.unlabeled.path=photos/
+        --config.teacher_weights=runs/teacher/export --config.data.unlabeled.path=photos/
     python -m dajax.main --config=configs/student.py:demo --workdir=runs/demo
     python -m dajax.main --config=configs/student.py:demo,dinov2=dinov2_vits14_pretrain.pth \
         --workdir=runs/demo
@@ -81,7 +81,7 @@ def get_config(arg=None):
     config.model = common.model(args.variant, demo, pretrained=bool(args.dinov2))
     config.init = ml_collections.ConfigDict({"dinov2": args.dinov2})
     config.online_teacher = args.online
-    config.teacher = ""  # teacher checkpoint (online mode)
+    config.teacher_weights = ""  # teacher checkpoint (online mode)
     size = 96 if demo else 600
     unlabeled_images = ml_collections.ConfigDict({"kind": "image_folder", "path": ""})
     config.data = ml_collections.ConfigDict(
@@ -110,7 +110,7 @@ def get_config(arg=None):
             "feature_weight": 1.0,
             "feature_margin": 0.15,
             # the frozen encoder L_feat aligns to: 'init' (DINOv2, the paper), 'teacher' (the
-            # encoder of config.teacher), 'auto' (init with DINOv2 weights, else teacher)
+            # encoder of config.teacher_weights), 'auto' (init with DINOv2 weights, else teacher)
             "feature_reference": "auto",
             "labeled": not v2,  # L_l on a labeled batch (False: no labeled pipeline at all)
             "unlabeled": True,
@@ -182,7 +182,7 @@ def _demo_stages(config, steps, args):
     config.teacher_stage.init.dinov2 = config.init.get_ref("dinov2")
     config.pseudo_stage = ml_collections.ConfigDict(
         {
-            "teacher": "",
+            "teacher_weights": "",
             "data": {"unlabeled": config.data.unlabeled},
             "shard_size": 100,
             "batch_size": 8,

@@ -22,17 +22,17 @@ def pseudo_label_config(config, teacher_dir: str):
     """The data engine's config: `config.pseudo_stage` labelling with the checkpoint
     `teacher_dir` (a copy; `config` is unchanged)."""
     stage = config.pseudo_stage.copy_and_resolve_references()
-    stage.teacher = teacher_dir
+    stage.teacher_weights = teacher_dir
     return stage
 
 
 def student_config(config, teacher_dir: str, shards: str):
     """The student's config: `config` reading the pseudo-label shards `shards`, with
-    `teacher_dir` as `config.teacher` (the feature-alignment reference when no DINOv2 weights
-    are given). A copy; `config` is unchanged."""
+    `teacher_dir` as `config.teacher_weights` (the feature-alignment reference when no DINOv2
+    weights are given). A copy; `config` is unchanged."""
     stage = config.copy_and_resolve_references()
     stage.data.pseudo.path = shards
-    stage.teacher = teacher_dir
+    stage.teacher_weights = teacher_dir
     return stage
 
 

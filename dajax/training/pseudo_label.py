@@ -51,7 +51,7 @@ def run(config, workdir: str) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     source = build_source(config.data.unlabeled)
     estimator = DepthEstimator.from_pretrained(
-        config.teacher, input_size=config.input_size, dtype=config.model_dtype
+        config.teacher_weights, input_size=config.input_size, dtype=config.model_dtype
     )
     count = math.ceil(len(source) / config.shard_size)
     mine = range(jax.process_index(), count, jax.process_count())
@@ -69,7 +69,7 @@ def run(config, workdir: str) -> str:
                 meta = {
                     "source": str(record.get("source", i)),
                     "index": i,
-                    "teacher": str(config.teacher),
+                    "teacher": str(config.teacher_weights),
                 }
                 label = stored_label(disparity, record.get("sky"))
                 writer.write(_image_bytes(record), label, meta)

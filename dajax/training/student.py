@@ -200,7 +200,7 @@ def run(config, workdir: str) -> str:
     frozen = {"dinov2": feature_reference(config, host_init["pretrained"])}
     teacher_model = None
     if config.online_teacher:
-        teacher_config, teacher_params = load_depth_anything(config.teacher)
+        teacher_config, teacher_params = load_depth_anything(config.teacher_weights)
         impl = config.model.get("impl", "fast")
         teacher_model = build_model(teacher_config, impl, model.dtype)
         frozen["teacher"] = jax.device_get(teacher_params)
@@ -244,28 +244,31 @@ def feature_reference(config, initial_encoder: dict) -> dict:
     """The frozen encoder that L_feat aligns the student's features to (host params).
 
     `config.loss.feature_reference`: 'init' — the student's own initial encoder, i.e. DINOv2
-    (the paper); 'teacher' — the encoder of the checkpoint `config.teacher`, for runs without
-    DINOv2 weights, where the initial encoder is random and carries nothing worth keeping;
+    (the paper); 'teacher' — the encoder of the checkpoint `config.teacher_weights`, for runs
+    without DINOv2 weights, where the initial encoder is random and carries nothing worth keeping;
     'auto' — 'init' when DINOv2 weights are given or no teacher is, else 'teacher'.
     """
     choice = config.loss.feature_reference
     if choice == "auto":
-        choice = "init" if config.init.dinov2 or not config.teacher else "teacher"
+        choice = "init" if config.init.dinov2 or not config.teacher_weights else "teacher"
     if choice == "init":
         return initial_encoder
     if choice != "teacher":
         raise ValueError(
             f"loss.feature_reference must be 'auto', 'init' or 'teacher', got {choice!r}"
         )
-    if not config.teacher:
-        raise ValueError("loss.feature_reference='teacher' needs --config.teacher=CHECKPOINT")
-    _, teacher_params = load_depth_anything(config.teacher)
+    if not config.teacher_weights:
+        raise ValueError(
+            "loss.feature_reference='teacher' needs --config.teacher_weights=CHECKPOINT"
+        )
+    _, teacher_params = load_depth_anything(config.teacher_weights)
     encoder = teacher_params["pretrained"]
     want = jax.tree.map(np.shape, initial_encoder)
     if jax.tree.map(np.shape, encoder) != want:
         raise ValueError(
-            f"{config.teacher}: the teacher's encoder differs in shape from the student's, so "
-            "it cannot be the feature-alignment reference; use loss.feature_reference='init'"
+            f"{config.teacher_weights}: the teacher's encoder differs in shape from the "
+            "student's, so it cannot be the feature-alignment reference; use "
+            "loss.feature_reference='init'"
         )
-    log.info("feature alignment reference: the encoder of %s", config.teacher)
+    log.info("feature alignment reference: the encoder of %s", config.teacher_weights)
     return jax.tree.map(np.asarray, encoder)

@@ -149,7 +149,7 @@ def _tiny_teacher(tmp_path) -> str:
 
 def test_pseudo_label_shards_hold_zero_on_the_sky(tmp_path, caplog):
     config = pseudo_label_config.get_config("demo")
-    config.teacher = _tiny_teacher(tmp_path)
+    config.teacher_weights = _tiny_teacher(tmp_path)
     config.data.unlabeled.update(num_scenes=3, height=32, width=36, styles=("outdoor",))
     config.update(shard_size=2, batch_size=2, input_size=28)
     with caplog.at_level(logging.INFO, logger="dajax"):
@@ -158,7 +158,7 @@ def test_pseudo_label_shards_hold_zero_on_the_sky(tmp_path, caplog):
     labels, scenes = PseudoLabelSource(shards), build_source(config.data.unlabeled)
     assert len(labels) == 3
     images = [scenes[i]["image"] for i in range(3)]
-    teacher = DepthEstimator.from_pretrained(config.teacher, input_size=28, dtype="float32")
+    teacher = DepthEstimator.from_pretrained(config.teacher_weights, input_size=28, dtype="float32")
     own_sky_labels = []
     for i, raw in enumerate(teacher.batch(images, 2)):
         sky, label = scenes[i]["sky"], labels[i]["disparity"]

@@ -61,7 +61,7 @@ def test_data_engine_writes_resumable_shards(demo_run):
     os.remove(shards / "shard-00001-of-00003.array_record")
     teacher_dir = str(workdir / "teacher" / "export")
     stage = demo.pseudo_label_config(config, teacher_dir)
-    assert stage.teacher == teacher_dir and not config.pseudo_stage.teacher
+    assert stage.teacher_weights == teacher_dir and not config.pseudo_stage.teacher_weights
     pseudo_label.run(stage, str(workdir / "pseudo_labels"))
     assert os.path.getmtime(shards / "shard-00000-of-00003.array_record") == first  # skipped
     assert len(PseudoLabelSource(str(shards))) == 16  # the missing shard was redone
@@ -178,7 +178,7 @@ def test_online_teacher_and_ablation_switches(teacher_run, tmp_path):
     _, _, export = teacher_run
     config = tiny_student()
     config.online_teacher = True
-    config.teacher = export
+    config.teacher_weights = export
     config.loss.feature = False
     config.loss.color_blur = config.loss.cutmix = False
     config.mesh.fsdp = 1  # data parallel over the 8 devices (the demo fixture ran FSDP)
