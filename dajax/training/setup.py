@@ -213,7 +213,7 @@ def gather_to_host(params):
     return jax.device_get(params)
 
 
-def export(workdir: paths.PathLike, params, config: ModelConfig) -> str:
+def write_inference_checkpoint(workdir: paths.PathLike, params, config: ModelConfig) -> str:
     """Writes params as the inference checkpoint `workdir/export`; every process calls it.
 
     The params are gathered to every host (they may be sharded over processes), written by

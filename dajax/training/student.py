@@ -237,7 +237,7 @@ def run(config, workdir: str) -> str:
         plan=plan,
     )
     state = train(recipe, config, workdir)
-    return setup.export(workdir, state.params, model_config)
+    return setup.write_inference_checkpoint(workdir, state.params, model_config)
 
 
 def feature_reference(config, initial_encoder: dict) -> dict:

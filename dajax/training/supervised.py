@@ -56,4 +56,4 @@ def train_supervised(config, workdir, model, model_config, init, loss_fn, target
         plan=plan,
     )
     state = train(recipe, config, workdir)
-    return setup.export(workdir, state.params, model_config)
+    return setup.write_inference_checkpoint(workdir, state.params, model_config)

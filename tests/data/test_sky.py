@@ -144,7 +144,7 @@ def _tiny_teacher(tmp_path) -> str:
     params = setup.initial_params(TINY_V2, "", seed=0)
     last = params["depth_head"]["output_conv2_2"]
     last["bias"] = last["bias"] + 1.0
-    return setup.export(str(tmp_path / "teacher"), params, TINY_V2)
+    return setup.write_inference_checkpoint(str(tmp_path / "teacher"), params, TINY_V2)
 
 
 def test_pseudo_label_shards_hold_zero_on_the_sky(tmp_path, caplog):

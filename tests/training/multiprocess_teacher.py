@@ -96,4 +96,4 @@ recipe = loop.Recipe(
     on_log=preempt_after_step_1,
 )
 state = loop.train(recipe, config, workdir)
-setup.export(workdir, state.params, model_config)
+setup.write_inference_checkpoint(workdir, state.params, model_config)

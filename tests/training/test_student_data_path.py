@@ -191,7 +191,7 @@ def test_feature_alignment_reference_is_the_frozen_initial_encoder_or_the_teache
     _, model_config = setup.model_from_config(config.model)
     initial = setup.initial_params(model_config, "", seed=0)["pretrained"]
     teacher_params = setup.initial_params(model_config, "", seed=5)
-    export = setup.export(str(tmp_path), teacher_params, model_config)
+    export = setup.write_inference_checkpoint(str(tmp_path), teacher_params, model_config)
     assert student.feature_reference(config, initial) is initial  # no teacher: init
     config.teacher_weights = export
     config.loss.feature_reference = "init"
