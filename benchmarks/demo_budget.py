@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default="runs/demo_budget", help="default: runs/demo_budget")
     p.add_argument("--out", default="benchmarks/demo_budget", help="output path stem")
     args = p.parse_args(argv)
-    eval_cfg = student_config.get_config("demo").eval
+    eval_cfg = student_config.get_config("demo").final_eval
     checkpoints, runs = {}, {}
     for steps in args.steps:
         config = teacher_config.get_config(f"demo,steps={steps}")

@@ -92,7 +92,7 @@ def proof_config(config_arg: str, seed: int, heldout_seed: int):
     held-out scenes drawn from `heldout_family(heldout_seed)`."""
     config = student_config.get_config(config_arg)
     config.seed = config.teacher_stage.seed = seed
-    config.eval.data.seed = heldout_family(heldout_seed)
+    config.final_eval.data.seed = heldout_family(heldout_seed)
     return config
 
 
@@ -162,19 +162,19 @@ def run_seed(config, workdir: str) -> tuple[list[dict], dict]:
         checkpoints[name] = student.run(row, os.path.join(workdir, name))
         seconds[name] = time.time() - start
     start = time.time()
-    scores = evaluate_checkpoints(checkpoints, config.eval, workdir)
+    scores = evaluate_checkpoints(checkpoints, config.final_eval, workdir)
     scores = {name: scores[REFERENCE_ROWS.get(name, name)] for name in ROWS}
-    source = build_source(config.eval.data)
+    source = build_source(config.final_eval.data)
     records = [source[i] for i in range(len(source))]
     images = [r["image"] for r in records]
     predictions = {
         "ramp": VerticalRamp().batch(images),
         "constant": ConstantDisparity().batch(images),
-        "oracle": oracle.oracle_predictions(records, config.eval.input_size // PATCH_SIZE),
+        "oracle": oracle.oracle_predictions(records, config.final_eval.input_size // PATCH_SIZE),
     }
     for name, path in checkpoints.items():
-        estimator = DepthEstimator.from_pretrained(path, input_size=config.eval.input_size)
-        predictions[name] = predict(estimator, images, config.eval.batch_size, flip=False)
+        estimator = DepthEstimator.from_pretrained(path, input_size=config.final_eval.input_size)
+        predictions[name] = predict(estimator, images, config.final_eval.batch_size, flip=False)
     gt = np.stack([ground_truth_disparity(r) for r in records])
     seconds["evaluation"] = time.time() - start
     entries = [

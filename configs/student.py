@@ -167,7 +167,7 @@ def _proof_world(config, args):
             stage.optim.base_lr = PROOF_PRETRAINED_LR
     config.data.unlabeled.num_scenes = PROOF_UNLABELED
     config.pseudo_stage.data.unlabeled.num_scenes = PROOF_UNLABELED
-    config.eval.data.num_scenes = PROOF_HELDOUT
+    config.final_eval.data.num_scenes = PROOF_HELDOUT
 
 
 def _demo_stages(config, steps, args):
@@ -190,7 +190,7 @@ def _demo_stages(config, steps, args):
             "model_dtype": "float32",
         }
     )
-    config.eval = ml_collections.ConfigDict(
+    config.final_eval = ml_collections.ConfigDict(
         {
             "data": common.procedural(48, 96, 99, broad=args.broad),
             "max_depth_eval": 80.0,

@@ -238,10 +238,10 @@ def test_broad_demo_keeps_labeled_cameras_level_and_draws_the_rest_broadly():
     config = student.get_config("demo,broad")
     labeled = config.data.labeled[0][0]
     assert (tuple(labeled.pitch_range), tuple(labeled.roll_range)) == ((-20.0, -3.0), (0.0, 0.0))
-    for spec in (config.data.unlabeled, config.eval.data, config.pseudo_stage.data.unlabeled):
+    for spec in (config.data.unlabeled, config.final_eval.data, config.pseudo_stage.data.unlabeled):
         assert tuple(spec.roll_range) == common.BROAD_CAMERAS["roll_range"]
         assert tuple(spec.pitch_range) == common.BROAD_CAMERAS["pitch_range"]
-    assert tuple(student.get_config("demo").eval.data.roll_range) == (0.0, 0.0)
+    assert tuple(student.get_config("demo").final_eval.data.roll_range) == (0.0, 0.0)
     pool = build_source(config.data.unlabeled)
     assert (pool.pitch_range, pool.roll_range) == ((-30.0, 5.0), (-20.0, 20.0))
     assert build_source(labeled).roll_range == (0.0, 0.0)

@@ -3,9 +3,10 @@
     python -m dajax.main --config=configs/student.py:demo --workdir=runs/demo
 
 The demo config (`configs/student.py:demo`) is the student's config with the other stages'
-settings as sub-configs: `teacher_stage`, `pseudo_stage` and `eval`. Each stage runs on its own
-config, built here from those and the paths the earlier stages wrote; the demo config itself is
-never changed.
+settings as sub-configs: `teacher_stage`, `pseudo_stage` and `final_eval` (the closing
+evaluation of both checkpoints; `eval` stays the student's validation spec). Each stage runs on
+its own config, built here from those and the paths the earlier stages wrote; the demo config
+itself is never changed.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def run(config, workdir: str) -> None:
     student_dir = student.run(
         student_config(config, teacher_dir, shards), os.path.join(workdir, "student")
     )
-    evaluate_checkpoints({"teacher": teacher_dir, "student": student_dir}, config.eval, workdir)
+    checkpoints = {"teacher": teacher_dir, "student": student_dir}
+    evaluate_checkpoints(checkpoints, config.final_eval, workdir)
     if jax.process_index() == 0:
         print(_encoder_note(config.init.dinov2), flush=True)
 

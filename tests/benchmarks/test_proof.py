@@ -42,14 +42,15 @@ def test_ground_truth_disparity_puts_the_sky_at_zero():
 
 def test_heldout_seed_picks_scenes_no_training_set_uses():
     a, b = (proof.proof_config("proof", 0, h) for h in (3, 4))
-    assert {a.eval.data.seed, b.eval.data.seed}.isdisjoint({1, 2, a.data.unlabeled.seed})
-    assert a.eval.data.seed != b.eval.data.seed
+    heldout = {a.final_eval.data.seed, b.final_eval.data.seed}
+    assert heldout.isdisjoint({1, 2, a.data.unlabeled.seed})
+    assert a.final_eval.data.seed != b.final_eval.data.seed
     assert proof.heldout_family(-1) >= proof.HELDOUT_BASE  # any int gives a valid seed
-    one, other = (build_source(c.eval.data)[0]["image"] for c in (a, b))
+    one, other = (build_source(c.final_eval.data)[0]["image"] for c in (a, b))
     assert not np.array_equal(one, other)
     # drawn like the unlabeled pool: the same cameras
     for key in ("pitch_range", "roll_range"):
-        assert a.eval.data[key] == a.data.unlabeled[key]
+        assert a.final_eval.data[key] == a.data.unlabeled[key]
 
 
 def test_gap_closed_and_checks():

@@ -125,7 +125,8 @@ def test_the_proof_starts_both_networks_from_the_shipped_stand_in():
     config = student_config.get_config("proof,broad")
     assert config.init.dinov2 == config.teacher_stage.init.dinov2 == student_config.PROOF_ENCODER
     labeled = config.teacher_stage.data.labeled[0][0]
-    assert labeled.roll_range == config.data.unlabeled.roll_range == config.eval.data.roll_range
+    heldout = config.final_eval.data
+    assert labeled.roll_range == config.data.unlabeled.roll_range == heldout.roll_range
     model_config = setup.model_config(config.model)
     shipped = load_dinov2_encoder(student_config.PROOF_ENCODER, model_config)
     for seed in range(3):

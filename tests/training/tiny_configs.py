@@ -36,6 +36,6 @@ def tiny_student(steps: int = 2):
     _shrink(config.teacher_stage, steps)
     config.pseudo_stage.update(shard_size=6, batch_size=4, input_size=28)
     config.pseudo_stage.data.unlabeled.update(num_scenes=16, height=32, width=36)
-    config.eval.update(input_size=28)
-    config.eval.data.update(num_scenes=4, height=32, width=36)
+    config.final_eval.update(input_size=28)
+    config.final_eval.data.update(num_scenes=4, height=32, width=36)
     return config
