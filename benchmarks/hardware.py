@@ -149,8 +149,10 @@ def tpu_devices(target: str, slices: int = 1) -> list:
     tpu_chip(target)
     if jax.config.jax_platforms != "cpu":
         raise SystemExit(f"compiling for {target} without the TPU needs JAX_PLATFORMS=cpu")
-    for name, value in LIBTPU_QUIET_ENV.items():
-        os.environ.setdefault(name, value)
+    # Set only while libtpu starts: left in os.environ they would quiet every later libtpu start
+    # of this process's children as well (a test of that noise saw nothing).
+    unset = [name for name in LIBTPU_QUIET_ENV if name not in os.environ]
+    os.environ.update({name: LIBTPU_QUIET_ENV[name] for name in unset})
     try:
         topology = topologies.get_topology_desc(
             platform="tpu", topology_name=target, num_slices=slices
@@ -162,6 +164,9 @@ def tpu_devices(target: str, slices: int = 1) -> list:
             f'{", ".join(TPU_TOPOLOGIES)}; libtpu comes with pip install "jax[tpu]=='
             f'{jax.__version__}"'
         ) from e
+    finally:
+        for name in unset:
+            os.environ.pop(name, None)
     return list(topology.devices)
 
 
