@@ -34,6 +34,8 @@ from dajax.training.workdir_lock import WorkdirLockedError
 
 # The `configs` package installed beside `dajax`: the shipped config files.
 SHIPPED_CONFIGS = Path(configs.__file__).resolve().parent
+# Modules of that package that are not a stage's config.
+NOT_CONFIGS = ("__init__", "common")
 
 # Stage -> the config file (and `:args`) that runs it, for `--help`.
 STAGE_CONFIGS = {
@@ -102,11 +104,9 @@ def config_file(name: str) -> Path:
     if len(path.parts) == 1:
         candidates.append(SHIPPED_CONFIGS / (name if name.endswith(".py") else f"{name}.py"))
     for candidate in candidates:
-        if candidate.is_file() and candidate.stem not in ("__init__", "common"):
+        if candidate.is_file() and candidate.stem not in NOT_CONFIGS:
             return candidate
-    names = sorted(
-        p.stem for p in SHIPPED_CONFIGS.glob("*.py") if p.stem not in ("__init__", "common")
-    )
+    names = sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.py") if p.stem not in NOT_CONFIGS)
     raise UsageError(
         f"--config: {name}: no such config file (the shipped configs, by name from any folder: "
         f"{', '.join(names)})"

@@ -262,7 +262,8 @@ def test_demo_from_dinov2_weights_takes_the_released_shape(tmp_path):
 
     demo = student.get_config("demo").model  # what --help shows is what is built
     assert (demo.encoder, demo.custom.dim) == ("custom", 192)
-    assert (model_from_config(demo)[1].encoder, model_from_config(demo)[1].dim) == ("custom", 192)
+    built = model_from_config(demo)[1]
+    assert (built.encoder, built.dim) == ("custom", 192)
     path = str(tmp_path / "dinov2_vits14_pretrain.safetensors")
     config = student.get_config(f"demo,dinov2={path}")
     for stage in (config, config.teacher_stage):
